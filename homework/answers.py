@@ -1,0 +1,137 @@
+"""Formatting answers for training and parsing them back out of generations."""
+
+from __future__ import annotations
+
+import math
+import re
+
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+SIGNIFICANT_DIGITS = 4  # ~0.05% rounding error, far inside the 5% grading tolerance
+
+_NUMBER = re.compile(r"[-+−]?\s*(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def format_number(value: float, significant: int = SIGNIFICANT_DIGITS) -> str:
+    """Plain decimal, no exponent, no trailing zeros: whole numbers keep every integer digit (65745 stays
+    65745), smaller values are rounded to `significant` significant digits (0.0027473 -> 0.002747)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"cannot format a non-finite answer: {value!r}")
+    if value == 0:
+        return "0"
+    decimals = max(significant - 1 - math.floor(math.log10(abs(value))), 0)
+    rounded = round(value, decimals)
+    text = f"{rounded:.{max(decimals, 0)}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def wrap_answer(value: float) -> str:
+    return f"{ANSWER_OPEN}{format_number(value)}{ANSWER_CLOSE}"
+
+
+class _ExpressionParser:
+    """Recursive-descent evaluator for + - * / and parentheses over decimal numbers. No eval()."""
+
+    _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(.))")
+
+    def __init__(self, text: str):
+        self.tokens = []
+        for number, op in self._TOKEN.findall(text.strip()):
+            if number:
+                self.tokens.append(("num", float(number)))
+            elif op.strip():
+                if op not in "+-*/()×÷":
+                    raise ValueError(op)
+                self.tokens.append(("op", {"×": "*", "÷": "/"}.get(op, op)))
+        self.pos = 0
+
+    def _peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
+
+    def _take(self):
+        tok = self._peek()
+        self.pos += 1
+        return tok
+
+    def parse(self) -> float:
+        if not self.tokens or len(self.tokens) > 64:
+            raise ValueError("empty or too long")
+        value = self._sum()
+        if self.pos != len(self.tokens):
+            raise ValueError("trailing tokens")
+        return value
+
+    def _sum(self) -> float:
+        value = self._product()
+        while self._peek() in (("op", "+"), ("op", "-")):
+            op = self._take()[1]
+            value = value + self._product() if op == "+" else value - self._product()
+        return value
+
+    def _product(self) -> float:
+        value = self._unary()
+        while self._peek() in (("op", "*"), ("op", "/")):
+            op = self._take()[1]
+            right = self._unary()
+            value = value * right if op == "*" else value / right  # ZeroDivisionError -> NaN below
+        return value
+
+    def _unary(self) -> float:
+        kind, val = self._peek()
+        if (kind, val) in (("op", "-"), ("op", "+")):
+            self._take()
+            return -self._unary() if val == "-" else self._unary()
+        if (kind, val) == ("op", "("):
+            self._take()
+            value = self._sum()
+            if self._take() != ("op", ")"):
+                raise ValueError("unbalanced")
+            return value
+        if kind == "num":
+            self._take()
+            return val
+        raise ValueError("expected a number")
+
+
+def evaluate_expression(text: str) -> float:
+    """Value of an arithmetic expression such as "6 * 1000 / 1"; raises ValueError if it is not one."""
+    try:
+        return _ExpressionParser(text.replace(",", "").replace("_", "").replace("−", "-")).parse()
+    except ZeroDivisionError:
+        return float("nan")
+    except (OverflowError, RecursionError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def parse_answer(text: str) -> float:
+    """The value inside the first <answer> tag; NaN when there is none.
+
+    The tag may hold a number or an arithmetic expression ("6 * 1000 / 1", the expression answer
+    format). Tolerates a missing closing tag, thousands separators, signs, spaces and scientific
+    notation; with trailing words ("3 km") the first number counts.
+    """
+    if not isinstance(text, str):
+        return float("nan")
+    start = text.find(ANSWER_OPEN)
+    if start < 0:
+        return float("nan")
+    body = text[start + len(ANSWER_OPEN):]
+    end = body.find(ANSWER_CLOSE)
+    if end >= 0:
+        body = body[:end]
+    try:
+        value = evaluate_expression(body)
+        return value if math.isfinite(value) else float("nan")
+    except ValueError:
+        pass
+    match = _NUMBER.search(body)
+    if match is None:
+        return float("nan")
+    token = match.group(0).replace("−", "-").replace(",", "").replace("_", "").replace(" ", "")
+    try:
+        value = float(token)
+    except ValueError:
+        return float("nan")
+    return value if math.isfinite(value) else float("nan")

@@ -1,0 +1,117 @@
+"""BaseLLM: load a causal LM and answer questions with it (the course interface)."""
+
+from __future__ import annotations
+
+import torch
+
+from .answers import parse_answer
+from .device import resolve_placement
+from .model_source import load_pretrained, resolve_model
+from .prompt import build_prompt, encode
+
+# "<answer>101 * 3155760000 / 31557600</answer>" + EOS is ~32 tokens; a tight budget keeps evaluation fast.
+DEFAULT_MAX_NEW_TOKENS = 40
+
+
+class BaseLLM:
+    def __init__(self, checkpoint: str | None = None, device: str | None = None):
+        self.placement = resolve_placement(device)
+        self.model_spec = resolve_model(checkpoint)
+        self.model, self.tokenizer = load_pretrained(self.model_spec, self.placement.dtype, self.placement.device)
+        self.model.eval()
+        self.device = self.placement.device
+
+    @classmethod
+    def from_components(cls, model, tokenizer, placement=None, model_spec=None) -> "BaseLLM":
+        """Wrap an already-loaded model and tokenizer (fixtures, tests, a just-trained model)."""
+        llm = cls.__new__(cls)
+        llm.model, llm.tokenizer = model, tokenizer
+        llm.placement = placement or resolve_placement(next(model.parameters()).device.type)
+        llm.device = llm.placement.device
+        llm.model_spec = model_spec
+        return llm
+
+    def format_prompt(self, question: str) -> str:
+        return build_prompt(question)
+
+    def parse_answer(self, answer: str) -> float:
+        return parse_answer(answer)
+
+    def generate(self, prompt: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> str:
+        return self.batched_generate([prompt], max_new_tokens=max_new_tokens)[0]
+
+    @torch.inference_mode()
+    def batched_generate(
+        self,
+        prompts: list[str],
+        num_return_sequences: int | None = None,
+        temperature: float = 0.0,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        micro_batch_size: int = 64,
+    ) -> list[str] | list[list[str]]:
+        """Generate continuations of `prompts` (already formatted).
+
+        Left-pads each micro-batch (right padding would put pad tokens between prompt and
+        continuation, catalog row 12), sorts by length to pad less, and returns results in input order.
+        Greedy unless temperature > 0. With num_return_sequences, returns one list per prompt.
+        """
+        if not prompts:
+            return []
+        n_ret = num_return_sequences or 1
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        encoded = [encode(tok, p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        outputs: list[list[str] | None] = [None] * len(prompts)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), micro_batch_size):
+                idx = order[start:start + micro_batch_size]
+                width = max(len(encoded[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    seq = encoded[i]
+                    ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+                    mask[row, width - len(seq):] = 1
+                sample = temperature > 0
+                gen_kwargs = dict(
+                    max_new_tokens=max_new_tokens,
+                    do_sample=sample,
+                    num_return_sequences=n_ret,
+                    eos_token_id=tok.eos_token_id,
+                    pad_token_id=pad_id,
+                )
+                if sample:
+                    gen_kwargs["temperature"] = temperature
+                else:  # avoid warnings about sampling settings inherited from generation_config
+                    gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                out = self.model.generate(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs
+                )
+                texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
+                for row, i in enumerate(idx):
+                    outputs[i] = texts[row * n_ret:(row + 1) * n_ret]
+        finally:
+            self.model.train(was_training)
+        if num_return_sequences is None:
+            return [o[0] for o in outputs]  # type: ignore[index]
+        return outputs  # type: ignore[return-value]
+
+    def answer(self, *questions: str) -> list[float]:
+        prompts = [self.format_prompt(q) for q in questions]
+        return [self.parse_answer(g) for g in self.batched_generate(prompts)]
+
+
+def test_model():
+    """Smoke-check the base model on a few validation questions (course entry point)."""
+    from .data import Dataset, benchmark
+
+    llm = BaseLLM()
+    result = benchmark(llm, Dataset("valid"), 20)
+    print(f"accuracy={result.accuracy:.3f} answer_rate={result.answer_rate:.3f}")
+
+
+if __name__ == "__main__":
+    test_model()

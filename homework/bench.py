@@ -1,0 +1,157 @@
+"""Throughput benchmark: the seed recipe against this project's trainer, in one process and one run.
+
+    python -m homework.bench [--steps 4] [--batch-size 16] [--json FILE]
+
+Variants, all on the same rows, model, seed and batch size:
+  seed      pad every row to 128, gradient checkpointing, default_data_collator, plain Trainer
+  dynamic   pad to the longest row in the batch, plain Trainer (full logits)
+  head      dynamic padding + logits only at supervised positions (SupervisedTrainer)
+  project   what train_model does: head + batches grouped by length, no checkpointing
+The first step of each variant is a warm-up and not timed. Compare ratios, not absolute seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import threading
+import time
+
+from .atomic import atomic_write_json
+
+
+class PeakRSS:
+    """Peak resident memory while the block runs, sampled from /proc (Linux) every 20 ms."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def current() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.peak = self.current()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+class CountingCollator:
+    """Wraps a collator and records the real (attention) tokens of every batch it builds."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.tokens: list[int] = []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        self.tokens.append(int(batch["attention_mask"].sum()))
+        return batch
+
+
+def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: int, seed: int) -> dict:
+    import torch
+    from transformers import default_data_collator
+
+    from .collate import DynamicPaddingCollator
+    from .sft import TokenizedDataset, TrainConfig, build_lora_model, format_example
+    from .smoke import run_steps
+
+    torch.manual_seed(seed)
+    model = build_lora_model(copy.deepcopy(base_model), TrainConfig(lora_rank=8, lora_alpha=32))
+    model.train()
+    padded = name == "seed"
+    rows = TokenizedDataset(tokenizer, data, format_example, max_length=128, pad=padded)
+    counter = CountingCollator(default_data_collator if padded else DynamicPaddingCollator(tokenizer.pad_token_id))
+    kwargs = dict(learning_rate=2e-4, batch_size=batch_size, seed=seed, collator=counter)
+    if name == "seed":
+        kwargs.update(gradient_checkpointing=True, plain_trainer=True)
+    elif name == "dynamic":
+        kwargs.update(plain_trainer=True)
+    elif name == "project":
+        kwargs.update(group_by_length=True)
+    with PeakRSS() as rss:
+        records = run_steps(model, tokenizer, rows, steps + 1, **kwargs)
+    timed = records[1:]
+    seconds = sum(r.step_time_s for r in timed)
+    # batches in step order; the first is the untimed warm-up, and the loader may prefetch one extra
+    real_tokens = sum(counter.tokens[1:len(records)])
+    return {
+        "variant": name, "steps": len(timed), "seconds_per_step": seconds / len(timed),
+        "real_tokens_per_s": real_tokens / seconds, "peak_rss_mb": rss.peak / 2**20,
+        "losses": [r.loss for r in records],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m homework.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=4, help="timed optimizer steps per variant (after 1 warm-up)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--variants", default="seed,dynamic,head,project")
+    p.add_argument("--model", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", dest="json_path", default=None, help="write the figures to this JSON file")
+    args = p.parse_args(argv)
+
+    import torch
+    import transformers
+
+    from .base_llm import BaseLLM
+    from .data import Dataset
+
+    llm = BaseLLM(args.model, "cpu" if not torch.cuda.is_available() else None)
+    for prm in llm.model.parameters():
+        prm.requires_grad_(False)
+    data = Dataset("train")
+    data.data = data.data[: args.batch_size * (args.steps + 1)]
+    results = {}
+    for name in args.variants.split(","):
+        print(f"[bench] {name}: {args.steps + 1} steps of batch {args.batch_size} ...", file=sys.stderr, flush=True)
+        results[name] = run_variant(name, llm.model, llm.tokenizer, data, args.steps, args.batch_size, args.seed)
+    print(f"{'variant':<9} {'s/step':>8} {'real tok/s':>11} {'peak RSS MB':>12}")
+    for r in results.values():
+        print(f"{r['variant']:<9} {r['seconds_per_step']:8.2f} {r['real_tokens_per_s']:11.1f} {r['peak_rss_mb']:12.0f}")
+    out = {
+        "results": results,
+        "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "device": llm.placement.describe(), "threads": torch.get_num_threads(),
+                        "cpu": platform.processor() or platform.machine(), "batch_size": args.batch_size},
+    }
+    if "seed" in results and "project" in results:
+        out["speedup"] = results["project"]["real_tokens_per_s"] / results["seed"]["real_tokens_per_s"]
+        print(f"speedup (project / seed, real tokens/s): {out['speedup']:.1f}x")
+    for a, b, key in (("dynamic", "head", "supervised_head_gain"), ("head", "project", "length_grouping_gain")):
+        if a in results and b in results:
+            out[key] = results[b]["real_tokens_per_s"] / results[a]["real_tokens_per_s"]
+            print(f"{key.replace('_', ' ')} ({b} / {a}): {out[key]:.2f}x")
+    if args.json_path:
+        atomic_write_json(args.json_path, out)
+        print(f"wrote {args.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

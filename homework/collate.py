@@ -1,0 +1,41 @@
+"""Batch collation that pads to the longest row and never touches label values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class DynamicPaddingCollator:
+    """Right-pads each batch to its longest row.
+
+    input_ids are padded with `pad_token_id`, attention_mask with 0 and labels with -100. Padding is
+    decided by position, never by token id: SmolLM2's pad token *is* its EOS, and masking by id
+    would also mask the real EOS the model must learn to emit (catalog row 5). Unlike
+    DataCollatorForLanguageModeling it never rebuilds labels from input_ids (catalog row 6).
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty batch")
+        lengths = [len(f["input_ids"]) for f in features]
+        width = max(lengths)
+        if self.pad_to_multiple_of:
+            m = self.pad_to_multiple_of
+            width = (width + m - 1) // m * m
+        n = len(features)
+        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((n, width), dtype=torch.long)
+        labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+        for row, (feat, length) in enumerate(zip(features, lengths)):
+            input_ids[row, :length] = torch.as_tensor(feat["input_ids"], dtype=torch.long)
+            attention[row, :length] = torch.as_tensor(feat.get("attention_mask", [1] * length), dtype=torch.long)
+            labels[row, :length] = torch.as_tensor(feat["labels"], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}

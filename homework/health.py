@@ -1,0 +1,244 @@
+"""The training-health guard (a Trainer callback) and the pre-flight scan.
+
+The guard records every optimizer step and stops the run at the first sign that it is going
+nowhere, raising TrainingHealthError with the probable cause from the failure catalog. It works
+with a plain `transformers.Trainer` too: `Trainer(..., callbacks=[HealthGuard()])`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import TrainerCallback
+
+from .catalog import explain
+from .collate import IGNORE_INDEX
+from .device import check_precision
+from .errors import HomeworkError, PreflightError, TrainingHealthError
+from .prompt import build_prompt, encode
+
+
+@dataclass
+class StepRecord:
+    step: int
+    loss: float
+    grad_norm: float
+    learning_rate: float
+    supervised_tokens: int | None = None
+    tokens: int | None = None
+    step_time_s: float | None = None
+    epoch: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.tokens is None or not self.step_time_s:
+            return None
+        return self.tokens / self.step_time_s
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["tokens_per_s"] = self.tokens_per_s
+        return d
+
+
+def trainable_grad_norm(model) -> float:
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.requires_grad and p.grad is not None]
+    if not norms:
+        return float("nan")
+    return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+
+class HealthGuard(TrainerCallback):
+    """Record per-step loss/grad-norm/lr and stop at the first unhealthy step."""
+
+    def __init__(self, *, stop: bool = True, verbose_epochs: bool = False):
+        self.stop = stop
+        self.verbose_epochs = verbose_epochs
+        self.records: list[StepRecord] = []
+        self._pending_tokens = [0, 0]  # (supervised, real) in the current optimizer step
+        self._grad_norm = None
+        self._step_start = None
+        self._warmup_steps = 0
+
+    # Our trainer reports token counts per micro-batch; a plain Trainer leaves them None.
+    def note_batch(self, supervised: int, real: int) -> None:
+        self._pending_tokens[0] += supervised
+        self._pending_tokens[1] += real
+        if supervised == 0:
+            self._fail(
+                2,
+                "no token in this batch is supervised (every label is -100): the loss would be 0/0. "
+                "Run the pre-flight scan (python -m homework.sft doctor) to list the rows, usually questions "
+                "longer than max_length or labels masked by pad id",
+                step=None,
+            )
+
+    def _fail(self, row: int, what: str, step: int | None) -> None:
+        if not self.stop:
+            return
+        at = f"step {step}: " if step is not None else ""
+        raise TrainingHealthError(f"training stopped at {at}{what}.\n{explain(row)}", catalog_row=row, step=step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The default filter replaces a NaN loss in the logs with the running mean (catalog row 1).
+        args.logging_nan_inf_filter = False
+        if args.logging_steps != 1 or args.logging_strategy != "steps":
+            args.logging_strategy, args.logging_steps = "steps", 1
+        self._warmup_steps = int(getattr(args, "warmup_steps", 0) or 0)
+        ratio = getattr(args, "warmup_ratio", None)
+        if ratio and state.max_steps:
+            self._warmup_steps = max(self._warmup_steps, math.ceil(ratio * state.max_steps))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_start = time.perf_counter()
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            self._grad_norm = trainable_grad_norm(model)
+            if not math.isfinite(self._grad_norm):
+                self._fail(1, f"the gradient norm is {self._grad_norm}", step=state.global_step + 1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        step = state.global_step
+        loss = float(logs["loss"])
+        grad = logs.get("grad_norm", self._grad_norm)
+        grad = float(grad) if grad is not None else float("nan")
+        lr = float(logs.get("learning_rate", float("nan")))
+        sup, real = self._pending_tokens
+        elapsed = time.perf_counter() - self._step_start if self._step_start else None
+        rec = StepRecord(step, loss, grad, lr, sup or None, real or None, elapsed, logs.get("epoch"))
+        self.records.append(rec)
+        self._pending_tokens = [0, 0]
+        if not math.isfinite(loss):
+            self._fail(1, f"the loss is {loss}", step)
+        if loss == 0.0:
+            self._fail(2, "the loss is exactly 0.0, which a real cross-entropy never is (nothing supervised, or NaN masked)", step)
+        if not math.isfinite(grad):
+            self._fail(1, f"the gradient norm is {grad}", step)
+        if lr == 0.0 and step > self._warmup_steps:
+            self._fail(15, f"the learning rate is still 0 after {self._warmup_steps} warmup steps", step)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.verbose_epochs and self.records:
+            epoch = round(state.epoch or 0)
+            losses = [r.loss for r in self.records if r.epoch is None or r.epoch > epoch - 1]
+            if losses:
+                print(f"[homework] epoch {epoch}: mean loss {sum(losses) / len(losses):.4f} over {len(losses)} steps",
+                      flush=True)
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+
+@dataclass
+class Finding:
+    severity: str  # "error" | "warning"
+    check: str
+    detail: str
+    rows: list[int]
+
+
+def _row_label(source, idx: int) -> str:
+    return f"{source}:{idx}" if source else str(idx)
+
+
+def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, source: str | None = None,
+                   questions: list[str] | None = None, answers: list[str] | None = None) -> list[Finding]:
+    """Scan every tokenized row (and the model setup) for the silent failures in the catalog."""
+    findings: list[Finding] = []
+    empty, not_eos, not_prefix = [], [], []
+    eos = tokenizer.eos_token_id
+    for i in range(len(tokenized)):
+        row = tokenized[i]
+        ids, labels = list(row["input_ids"]), list(row["labels"])
+        sup = [k for k, lab in enumerate(labels) if lab != IGNORE_INDEX]
+        if not sup:
+            empty.append(i)
+            continue
+        if labels[sup[-1]] != eos:
+            not_eos.append(i)
+        if any(labels[k] != ids[k] for k in sup):
+            not_eos.append(i)
+        if questions is not None:
+            p = encode(tokenizer, build_prompt(questions[i]))
+            if ids[: len(p)] != p or sup[0] != len(p):
+                not_prefix.append(i)
+    if empty:
+        findings.append(Finding("error", "rows with no supervised token", explain(2), empty))
+    if not_eos:
+        findings.append(Finding("error", "rows whose last supervised token is not EOS (or labels differ from ids)",
+                                explain(5), sorted(set(not_eos))))
+    if not_prefix:
+        findings.append(Finding("error", "rows whose prompt is not a token prefix", explain(4), not_prefix))
+    if questions is not None and answers is not None:
+        merged = []
+        for i, (q, a) in enumerate(zip(questions, answers)):
+            full = encode(tokenizer, build_prompt(q) + a)
+            p = encode(tokenizer, build_prompt(q))
+            if full[: len(p)] != p:
+                merged.append(i)
+        if merged:
+            findings.append(Finding("warning", "rows whose text tokenizes differently across the prompt/answer "
+                                    "boundary (training uses the separately encoded prompt, as inference does)",
+                                    explain(4), merged))
+    if device is not None and dtype is not None:
+        try:
+            check_precision(torch.device(device), dtype)
+        except HomeworkError as exc:
+            findings.append(Finding("error", "precision", str(exc), []))
+    if model is not None:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if trainable == 0:
+            findings.append(Finding("error", "no trainable parameters", explain(15), []))
+        lora = [n for n, _ in model.named_modules() if n.endswith("lora_A")]
+        if hasattr(model, "peft_config") and not lora:
+            findings.append(Finding("error", "LoRA targets matched no module", explain(15), []))
+        half = [n for n, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
+        if half and device is not None and torch.device(device).type == "cpu":
+            findings.append(Finding("error", "trainable parameters not fp32 on CPU", explain(9), []))
+    return findings
+
+
+def format_findings(findings: list[Finding], source: str | None = None, limit: int = 8) -> str:
+    lines = []
+    for f in findings:
+        rows = ", ".join(_row_label(source, r) for r in f.rows[:limit])
+        more = f" (+{len(f.rows) - limit} more)" if len(f.rows) > limit else ""
+        lines.append(f"  {f.severity.upper():7} {f.check}" + (f" [{len(f.rows)} rows: {rows}{more}]" if f.rows else ""))
+        lines.append(f"          {f.detail}")
+    return "\n".join(lines)
+
+
+def enforce_preflight(findings: list[Finding], source: str | None = None) -> list[Finding]:
+    """Raise PreflightError on any error finding; return the warnings."""
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise PreflightError("pre-flight scan refused to start training:\n" + format_findings(errors, source))
+    return [f for f in findings if f.severity == "warning"]
+
+
+def assert_training_healthy(records, *, require_progress: bool = False) -> None:
+    """Assertion helper for tests: every step finite, loss > 0, lr > 0 (and optionally the loss fell)."""
+    recs = [r if isinstance(r, StepRecord) else StepRecord(**{k: v for k, v in r.items() if k != "tokens_per_s"})
+            for r in records]
+    if not recs:
+        raise AssertionError("no training steps were recorded; " + explain(15))
+    for r in recs:
+        if not math.isfinite(r.loss):
+            raise AssertionError(f"step {r.step}: loss {r.loss}. " + explain(1))
+        if r.loss <= 0:
+            raise AssertionError(f"step {r.step}: loss {r.loss} <= 0. " + explain(2))
+        if not math.isfinite(r.grad_norm):
+            raise AssertionError(f"step {r.step}: grad_norm {r.grad_norm}. " + explain(1))
+        if r.grad_norm == 0:
+            raise AssertionError(f"step {r.step}: grad_norm is 0. " + explain(8))
+        if not r.learning_rate > 0:
+            raise AssertionError(f"step {r.step}: learning_rate {r.learning_rate}. " + explain(15))
+    if require_progress and len(recs) > 1 and not recs[-1].loss < recs[0].loss:
+        raise AssertionError(f"loss did not fall: {recs[0].loss:.4f} -> {recs[-1].loss:.4f}. " + explain(15))

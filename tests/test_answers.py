@@ -1,0 +1,77 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homework.answers import format_number, parse_answer, wrap_answer
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("<answer>6000</answer>", 6000.0),
+        ("<answer>6000", 6000.0),  # missing closing tag
+        ("<answer>1,234,567.5</answer>", 1234567.5),  # thousands separators
+        ("<answer>-3.5</answer>", -3.5),
+        ("<answer>+2</answer>", 2.0),
+        ("<answer>−7</answer>", -7.0),  # unicode minus
+        ("<answer>1.5e3</answer>", 1500.0),
+        ("<answer>2E-4</answer>", 0.0002),
+        ("<answer> 42 </answer>", 42.0),
+        ("<answer>.5</answer>", 0.5),
+        ("The result is <answer>12.25</answer> meters", 12.25),
+        ("<answer>3 km</answer>", 3.0),
+        ("<answer>1</answer><answer>2</answer>", 1.0),  # first answer wins
+    ],
+)
+def test_parse_answer_edge_cases(text, expected):
+    assert parse_answer(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "6000", "<answer></answer>", "<answer>abc</answer>", "<answer>", "no tags",
+                                  "<answer>inf</answer>", "<answer>nan</answer>", "<answer>1e999</answer>"])
+def test_parse_answer_without_an_answer_is_nan(text):
+    assert math.isnan(parse_answer(text))
+
+
+def test_parse_answer_non_string_is_nan():
+    assert math.isnan(parse_answer(None))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [(6000.0, "6000"), (0.00274738934452, "0.002747"), (244.620288, "244.6"), (1e9, "1000000000"),
+     (65745.0, "65745"), (0.5, "0.5"), (-3.14159, "-3.142"), (0.0, "0"), (123456.7, "123457")],
+)
+def test_format_number_rounds_to_four_significant_digits_without_exponent(value, text):
+    assert format_number(value) == text
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_format_number_refuses_non_finite(bad):
+    with pytest.raises(ValueError, match="non-finite"):
+        format_number(bad)
+
+
+@given(st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False))
+def test_wrap_then_parse_is_within_rounding(value):
+    parsed = parse_answer(wrap_answer(value))
+    assert "e" not in format_number(value).lower()
+    assert parsed == pytest.approx(value, rel=1e-3, abs=1e-12 + 1e-3 * abs(value))
+
+
+@given(st.text())
+def test_parse_answer_fuzz_returns_a_float(text):
+    """Any text: a float (finite or NaN), never an exception (issue 6, item 5)."""
+    result = parse_answer(text)
+    assert isinstance(result, float)
+    assert math.isnan(result) or math.isfinite(result)
+
+
+@given(st.text(alphabet="<>/answer0123456789.,-+eE \n", max_size=40))
+def test_parse_answer_fuzz_tag_soup(text):
+    result = parse_answer(text)
+    assert isinstance(result, float)
+    if "<answer>" not in text:
+        assert math.isnan(result)

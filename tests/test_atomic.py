@@ -1,0 +1,104 @@
+"""Atomic writes: a reader sees the old adapter or the new one, never a partial one (issue 6, item 2)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from homework.atomic import atomic_directory, atomic_write_json, recover_directory
+from tests.conftest import REPO
+
+
+def test_atomic_directory_replaces_the_whole_directory(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_directory(target) as d:
+        (d / "a.txt").write_text("one")
+    with atomic_directory(target) as d:
+        (d / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_failure_inside_leaves_the_old_directory(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_directory(target) as d:
+        (d / "a.txt").write_text("good")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as d:
+            (d / "a.txt").write_text("half")
+            raise RuntimeError("crash while saving")
+    assert (target / "a.txt").read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_recover_after_a_crash_between_the_renames(tmp_path):
+    target = tmp_path / "adapter"
+    old = tmp_path / ".adapter.old-1234"
+    old.mkdir()
+    (old / "a.txt").write_text("good")
+    (tmp_path / ".adapter.staging-99").mkdir()
+    recover_directory(target)
+    assert (target / "a.txt").read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_atomic_write_json(tmp_path):
+    atomic_write_json(tmp_path / "m.json", {"x": 1})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+KILLED_SAVER = r"""
+import sys, time
+from pathlib import Path
+from homework.atomic import atomic_directory
+target, source = Path(sys.argv[1]), Path(sys.argv[2])
+with atomic_directory(target) as staging:
+    blob = (source / "adapter_model.safetensors").read_bytes()
+    (staging / "adapter_config.json").write_bytes((source / "adapter_config.json").read_bytes())
+    with open(staging / "adapter_model.safetensors", "wb") as fh:
+        fh.write(blob[: len(blob) // 2])  # half-way through writing the weights
+        fh.flush()
+        print("MIDWAY", flush=True)
+        time.sleep(120)
+        fh.write(blob[len(blob) // 2:])
+"""
+
+
+@pytest.mark.integration
+def test_sigkill_while_saving_keeps_the_previous_adapter(lora_model, train_steps, hw_base_model, hw_train_rows, tmp_path):
+    import copy
+
+    import torch
+    from peft import PeftModel
+
+    train_steps(2, learning_rate=5e-3)
+    lora_model.eval()
+    target = tmp_path / "sft_model"
+    with atomic_directory(target) as d:
+        lora_model.save_pretrained(d)
+    ids = torch.tensor([hw_train_rows[0]["input_ids"]])
+    with torch.no_grad():
+        expected = lora_model(input_ids=ids).logits
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVER, str(target), str(target)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        line = ""
+        while "MIDWAY" not in line and time.time() < deadline:
+            line = proc.stdout.readline()
+        assert "MIDWAY" in line
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert any(p.name.startswith(".sft_model.staging-") for p in tmp_path.iterdir())  # the killed write
+    recover_directory(target)
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(hw_base_model), str(target)).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids=ids).logits, expected)
+    assert [p.name for p in tmp_path.iterdir()] == ["sft_model"]

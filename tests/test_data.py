@@ -1,0 +1,142 @@
+import json
+import math
+import warnings
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homework.data import Dataset, benchmark, is_answer_valid, load_rows
+from homework.errors import DataError
+
+
+@pytest.mark.parametrize(
+    "answer, correct, ok",
+    [(100, 100, True), (104.9, 100, True), (95.1, 100, True), (105.1, 100, False), (94.9, 100, False),
+     (-100, 100, False), (-98, -100, True), (0, 0, True), (1e-12, 0, True), (0.1, 0, False),
+     (float("nan"), 100, False), (float("inf"), 100, False), ("abc", 1, False), (0.0014, 0.0014125, True)],
+)
+def test_is_answer_valid_uses_five_percent_relative_tolerance(answer, correct, ok):
+    assert is_answer_valid(answer, correct) is ok
+
+
+def test_dataset_loads_the_committed_splits():
+    train, valid = Dataset("train"), Dataset("valid")
+    assert len(train) == 2000 and len(valid) == 300
+    q, a = train[0]
+    assert isinstance(q, str) and isinstance(a, float)
+
+
+def _write(tmp_path, content: str, name="bad.json"):
+    p = tmp_path / name
+    p.write_text(content, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON (Expecting property name"),
+        ('{"a": 1}', "top level is a JSON dict, not a list"),
+        ("[]", "the list is empty"),
+        ('[["q", 1, 2]]', "row 0: expected [question, answer]"),
+        ('[[1, 2]]', "row 0: question is a int, not a string"),
+        ('[["   ", 2]]', "row 0: question is empty"),
+        ('[["ok", 1], ["q", "12"]]', 'row 1: answer "12" is not a number'),
+        ('[["q", true]]', "row 0: answer true is not a number"),
+        ('[["q", NaN]]', "row 0: answer nan is not finite"),
+        ('[["q", Infinity]]', "row 0: answer inf is not finite"),
+        ('[["q", null]]', "row 0: answer null is not a number"),
+    ],
+)
+def test_bad_data_files_name_the_file_row_and_fix(tmp_path, content, message):
+    path = _write(tmp_path, content)
+    with pytest.raises(DataError) as err:
+        load_rows(path)
+    text = str(err.value)
+    assert str(path) in text and message in text and "Fix:" in text
+
+
+def test_over_long_question_is_refused(tmp_path):
+    path = _write(tmp_path, json.dumps([["x" * 5000, 1.0]]))
+    with pytest.raises(DataError, match=r"row 0: question is 5000 characters"):
+        load_rows(path)
+
+
+def test_missing_file_and_non_utf8(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_rows(tmp_path / "nope.json")
+    p = tmp_path / "latin.json"
+    p.write_bytes(b'[["caf\xe9", 1]]')
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_rows(p)
+
+
+def test_many_bad_rows_are_summarised(tmp_path):
+    path = _write(tmp_path, json.dumps([["", 1]] * 9))
+    with pytest.raises(DataError, match=r"(?s)9 invalid row\(s\).*and 4 more rows"):
+        load_rows(path)
+
+
+def test_duplicates_warn_with_a_count_and_are_kept(tmp_path):
+    path = _write(tmp_path, json.dumps([["q", 1], ["q", 1], ["q", 1], ["r", 2]]))
+    with pytest.warns(UserWarning, match="2 duplicated row"):
+        rows = load_rows(path)
+    assert len(rows) == 4
+
+
+def test_dataset_accepts_a_path(tmp_path):
+    path = _write(tmp_path, json.dumps([["How many g in 1 kg?", 1000]]), "mine.json")
+    ds = Dataset(str(path))
+    assert ds[0] == ("How many g in 1 kg?", 1000.0) and ds.path == path
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_loader_fuzz_returns_rows_or_raises_data_error(tmp_path_factory, value):
+    """Arbitrary JSON: valid rows or DataError, never another exception (issue 6, item 5)."""
+    path = tmp_path_factory.mktemp("fuzz") / "f.json"
+    path.write_text(json.dumps(value), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            rows = load_rows(path)
+        except DataError:
+            return
+    assert rows and all(isinstance(q, str) and q.strip() and math.isfinite(a) for q, a in rows)
+
+
+@given(st.binary(max_size=200))
+def test_loader_fuzz_on_raw_bytes(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("fuzzb") / "f.json"
+    path.write_bytes(blob)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            load_rows(path)
+        except DataError:
+            pass
+
+
+class _Oracle:
+    """A fake model that answers from a table: lets benchmark() be tested without a network."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def answer(self, *questions):
+        return [self.table.get(q, float("nan")) for q in questions]
+
+
+def test_benchmark_counts_correct_wrong_and_unanswered():
+    rows = [("a", 10.0), ("b", 20.0), ("c", 30.0), ("d", 40.0)]
+    result = benchmark(_Oracle({"a": 10.2, "b": 25.0, "c": 30.0}), rows)
+    assert result.accuracy == 0.5 and result.answer_rate == 0.75
+    assert result.wrong == 1 and result.unanswered == 1
+    assert benchmark(_Oracle({}), rows, max_question=2).answer_rate == 0.0

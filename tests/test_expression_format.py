@@ -1,0 +1,58 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homework import datagen
+from homework.answers import evaluate_expression, parse_answer
+from homework.data import DATA_DIR, is_answer_valid
+from homework.expression_format import format_example_expression, unit_expression
+from homework.sft import format_example
+
+
+@pytest.mark.parametrize("question, answer, expected", [
+    ("How many gram are there per 6 kg?", 6000.0, "6 * 1000 / 1"),
+    ("What is 3 miles in km?", 4.828032, "3 * 1609 / 1000"),
+    ("How many m^3 are in 18 gal?", 0.068137412112, "18 * 3.785 / 1000"),
+    ("Convert 2.5 hours to minutes.", 150.0, "2.5 * 3600 / 60"),
+])
+def test_unit_expression(question, answer, expected):
+    assert unit_expression(question, answer) == expected
+
+
+def test_every_committed_row_has_an_expression_worth_its_answer():
+    for split in ("train", "valid"):
+        for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()):
+            ex = format_example_expression(q, a)
+            assert "*" in ex["answer"], q
+            assert is_answer_valid(parse_answer(ex["answer"]), a), (q, a, ex)
+
+
+@pytest.mark.parametrize("question, answer", [("What is the meaning of life?", 42.0),
+                                              ("How many gram are there per 6 kg?", 1234.0)])
+def test_unreadable_questions_fall_back_to_the_plain_number(question, answer):
+    assert format_example_expression(question, answer) == format_example(question, answer)
+
+
+@given(st.sampled_from(datagen.TEMPLATES), st.integers(1, 500), st.sampled_from(datagen.UNITS),
+       st.sampled_from(datagen.UNITS))
+def test_generated_questions_round_trip(template, q, src, dst):
+    if src is dst or src.dimension != dst.dimension:
+        return
+    answer = q * datagen.conversion_factor(src.key, dst.key)
+    question = template.format(q=q, src=src.names[0], dst=dst.names[0])
+    ex = format_example_expression(question, answer)
+    assert is_answer_valid(parse_answer(ex["answer"]), answer)
+
+
+@pytest.mark.parametrize("text, value", [("6 * 1000 / 1", 6000), ("-(2 + 3) * 2", -10), ("1.5e3 / 3", 500),
+                                         ("2 × 3 ÷ 4", 1.5), ("1,000 * 2", 2000)])
+def test_evaluate_expression(text, value):
+    assert evaluate_expression(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "6 *", "(1 + 2", "import os", "2 ** 3", "1 2"])
+def test_evaluate_expression_rejects_non_arithmetic(text):
+    with pytest.raises(ValueError):
+        evaluate_expression(text)

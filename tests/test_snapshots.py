@@ -1,0 +1,50 @@
+"""syrupy snapshots: tokenized examples, prompts, LoRA layout and a golden 3-step trajectory.
+
+Regenerate deliberately with `pytest tests/test_snapshots.py --snapshot-update`.
+"""
+
+import platform
+
+import peft
+import pytest
+import torch
+import transformers
+
+from homework.prompt import build_prompt
+from homework.sft import format_example, tokenize
+
+CANONICAL = [("How many gram are there per 6 kg?", 6000.0), ("Convert 2.5 hours to minutes.", 150.0),
+             ("What is 3 miles in km?", 4.828032)]
+
+
+def test_formatted_prompts_and_answers(snapshot):
+    assert [{"prompt": build_prompt(q), **format_example(q, a)} for q, a in CANONICAL] == snapshot
+
+
+def test_tokenized_canonical_examples(hw_tokenizer, snapshot):
+    rows = [tokenize(hw_tokenizer, **format_example(q, a), max_length=48) for q, a in CANONICAL]
+    assert rows == snapshot
+
+
+def test_lora_targets_and_trainable_parameters(lora_model, snapshot):
+    targets = sorted({name.split(".")[-2] for name, _ in lora_model.named_modules() if name.endswith("lora_A")})
+    trainable = sum(p.numel() for p in lora_model.parameters() if p.requires_grad)
+    assert {"targets": targets, "trainable_parameters": trainable,
+            "config_targets": sorted(lora_model.peft_config["default"].target_modules)} == snapshot
+
+
+@pytest.mark.integration
+def test_golden_three_step_trajectory(train_steps, tolerant_snapshot, hw_placement):
+    """Seeded 3-step CPU run; floats within an absolute and a mean tolerance, environment recorded."""
+    if hw_placement.device.type != "cpu":
+        pytest.skip("the golden trajectory is recorded on CPU")
+    records = train_steps(3, learning_rate=1e-3, seed=0)
+    data = {
+        "loss": [r.loss for r in records],
+        "grad_norm": [r.grad_norm for r in records],
+        "learning_rate": [r.learning_rate for r in records],
+        "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "peft": peft.__version__, "device": hw_placement.describe(),
+                        "python": platform.python_version()},
+    }
+    assert data == tolerant_snapshot

@@ -1,0 +1,116 @@
+"""Property tests for label masking (failure catalog rows 2-5), each against a naive oracle."""
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from homework import datagen
+from homework.collate import IGNORE_INDEX
+from homework.errors import DataError
+from homework.prompt import build_prompt, encode
+from homework.sft import TokenizedDataset, format_example, tokenize
+from homework.tokenization import AnswerDoesNotFit
+
+unit_names = sorted({n for u in datagen.UNITS for n in u.names})
+template_questions = st.builds(
+    lambda t, q, a, b: t.format(q=q, src=a, dst=b),
+    st.sampled_from(datagen.TEMPLATES),
+    st.one_of(st.integers(0, 10**6).map(str), st.floats(0, 1e6, allow_nan=False).map(lambda x: f"{x:g}")),
+    st.sampled_from(unit_names),
+    st.sampled_from(unit_names),
+)
+questions = st.one_of(
+    template_questions,
+    template_questions.map(lambda q: q + "   "),  # trailing spaces
+    st.text(min_size=1, max_size=60),  # arbitrary unicode
+    st.text(alphabet="0123456789.,- ", min_size=1, max_size=30),  # digits
+    st.text(min_size=200, max_size=400),  # very long
+)
+answers = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15)
+
+
+def naive_labels(prompt_len: int, total: int, ids: list[int], width: int) -> list[int]:
+    """The obvious definition, written position by position."""
+    out = []
+    for i in range(width):
+        out.append(ids[i] if prompt_len <= i < total else IGNORE_INDEX)
+    return out
+
+
+@given(question=questions, answer=answers)
+def test_label_masking_invariants(hw_tokenizer, question, answer):
+    tok = hw_tokenizer
+    ex = format_example(question, answer)
+    try:
+        row = tokenize(tok, ex["question"], ex["answer"], max_length=128, pad=True)
+    except AnswerDoesNotFit as exc:
+        # Rejected with a clear error, never an all -100 row.
+        assert "max_length=128" in str(exc) and exc.prompt_tokens + exc.answer_tokens > 128
+        return
+    ids, labels, mask = row["input_ids"], row["labels"], row["attention_mask"]
+    assert len(ids) == len(labels) == len(mask) == 128
+    prompt = encode(tok, build_prompt(ex["question"]))
+    total = sum(mask)
+    # every label is -100 or its input id
+    assert all(lab in (IGNORE_INDEX, i) for lab, i in zip(labels, ids))
+    # the prompt's tokens are a prefix of the row, and of the full text's own tokenization
+    assert ids[: len(prompt)] == prompt
+    full_text_ids = encode(tok, build_prompt(ex["question"]) + ex["answer"])
+    assert full_text_ids[: len(prompt)] == prompt
+    # supervised tokens decode to the formatted answer plus EOS; the last one is EOS
+    supervised = [i for i, lab in zip(ids, labels) if lab != IGNORE_INDEX]
+    assert supervised[-1] == tok.eos_token_id
+    assert tok.decode(supervised) == ex["answer"] + tok.eos_token
+    # padding is always -100 and attention 0, decided by position (pad id == eos id here)
+    assert mask == [1] * total + [0] * (128 - total)
+    assert labels[total:] == [IGNORE_INDEX] * (128 - total)
+    # the whole label row equals the naive position-by-position oracle
+    assert labels == naive_labels(len(prompt), total, ids, 128)
+
+
+@given(question=questions, answer=answers)
+def test_unpadded_rows_match_padded_rows(hw_tokenizer, question, answer):
+    ex = format_example(question, answer)
+    try:
+        padded = tokenize(hw_tokenizer, ex["question"], ex["answer"], max_length=128, pad=True)
+    except AnswerDoesNotFit:
+        return
+    ragged = tokenize(hw_tokenizer, ex["question"], ex["answer"], max_length=128, pad=False)
+    n = len(ragged["input_ids"])
+    assert sum(padded["attention_mask"]) == n
+    for key in ("input_ids", "labels", "attention_mask"):
+        assert padded[key][:n] == ragged[key]
+
+
+@given(answer=answers, extra=st.integers(1, 30))
+def test_row_whose_answer_cannot_fit_is_rejected(hw_tokenizer, answer, extra):
+    ex = format_example("How many grams are in 5 kg?", answer)
+    prompt = len(encode(hw_tokenizer, build_prompt(ex["question"])))
+    target = len(encode(hw_tokenizer, ex["answer"])) + 1
+    limit = prompt + target - 1
+    assume(limit > 0)
+    with pytest.raises(AnswerDoesNotFit, match="would be cut off"):
+        tokenize(hw_tokenizer, ex["question"], ex["answer"], max_length=limit)
+    ok = tokenize(hw_tokenizer, ex["question"], ex["answer"], max_length=limit + 1 + extra)
+    assert any(lab != IGNORE_INDEX for lab in ok["labels"])
+
+
+def test_tokenized_dataset_reports_the_rows_that_cannot_fit(hw_tokenizer, tmp_path):
+    import json
+
+    from homework.data import Dataset
+
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps([["How many g in 1 kg?", 1000], ["word " * 150 + "?", 5.0], ["ok?", 1]]))
+    with pytest.raises(DataError) as err:
+        TokenizedDataset(hw_tokenizer, Dataset(str(path)), format_example, max_length=128)
+    msg = str(err.value)
+    assert f"{path}, row 1" in msg and "max_length=128" in msg and "row 0" not in msg and "catalog row 3" in msg
+
+
+def test_tokenized_dataset_fixed_length_by_default(hw_tokenizer):
+    from homework.data import Dataset
+
+    ds = TokenizedDataset(hw_tokenizer, Dataset("valid"), format_example)
+    assert {len(ds[i]["input_ids"]) for i in range(len(ds))} == {128}
+    assert len(ds) == 300
