@@ -22,7 +22,7 @@ class BaseLLM:
         self.device = self.placement.device
 
     @classmethod
-    def from_components(cls, model, tokenizer, placement=None, model_spec=None) -> "BaseLLM":
+    def from_components(cls, model, tokenizer, placement=None, model_spec=None) -> BaseLLM:
         """Wrap an already-loaded model and tokenizer (fixtures, tests, a just-trained model)."""
         llm = cls.__new__(cls)
         llm.model, llm.tokenizer = model, tokenizer
@@ -47,7 +47,7 @@ class BaseLLM:
         num_return_sequences: int | None = None,
         temperature: float = 0.0,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        micro_batch_size: int = 64,
+        micro_batch_size: int = 128,
     ) -> list[str] | list[list[str]]:
         """Generate continuations of `prompts` (already formatted).
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import random
 import sys
 from dataclasses import dataclass
@@ -126,7 +125,7 @@ def _registry():
     return pint.UnitRegistry()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def conversion_factor(src_key: str, dst_key: str) -> float:
     """How many `dst` in one `src`, from pint."""
     ureg = _registry()

@@ -28,7 +28,7 @@ def _surface_forms() -> list[tuple[str, object]]:
     return sorted(forms, key=lambda f: -len(f[0]))  # longest first: "fluid ounces" before "ounces"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def base_factor(unit_key: str, dimension: str) -> float:
     from .datagen import conversion_factor
 

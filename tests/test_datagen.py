@@ -61,8 +61,3 @@ def test_held_out_templates_only_in_validation():
 )
 def test_factors_come_from_pint(src, dst, factor):
     assert datagen.conversion_factor(src, dst) == pytest.approx(factor, rel=1e-9)
-
-
-def test_answers_match_the_quantity_times_the_factor():
-    for q, a in json.loads((DATA_DIR / "valid.json").read_text())[:50]:
-        assert a != 0 and abs(a) < 1e10

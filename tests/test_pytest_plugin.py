@@ -101,7 +101,7 @@ def test_train_steps_fixture_and_terminal_summary(pytester):
             assert len(records) == 2
             training_health(records)
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=500)
+    result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*= training health =*", "ok   test_train_steps_fixture_and_terminal_summary.py"
                                  "::test_three_steps: 2 steps, loss * -> *, max grad norm *"])

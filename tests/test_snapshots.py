@@ -10,6 +10,7 @@ import pytest
 import torch
 import transformers
 
+from homework.expression_format import format_example_expression
 from homework.prompt import build_prompt
 from homework.sft import format_example, tokenize
 
@@ -18,11 +19,13 @@ CANONICAL = [("How many gram are there per 6 kg?", 6000.0), ("Convert 2.5 hours 
 
 
 def test_formatted_prompts_and_answers(snapshot):
-    assert [{"prompt": build_prompt(q), **format_example(q, a)} for q, a in CANONICAL] == snapshot
+    assert [{"prompt": build_prompt(q), **format_example(q, a),
+             "expression_answer": format_example_expression(q, a)["answer"]} for q, a in CANONICAL] == snapshot
 
 
 def test_tokenized_canonical_examples(hw_tokenizer, snapshot):
-    rows = [tokenize(hw_tokenizer, **format_example(q, a), max_length=48) for q, a in CANONICAL]
+    rows = [tokenize(hw_tokenizer, **fmt(q, a), max_length=48) for q, a in CANONICAL
+            for fmt in (format_example, format_example_expression)]
     assert rows == snapshot
 
 

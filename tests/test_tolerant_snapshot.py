@@ -4,7 +4,7 @@ from tests.tolerant_snapshot import TolerantJSONExtension, compare
 
 
 def test_within_tolerance_matches():
-    assert compare({"loss": [2.0, 1.5]}, {"loss": [2.0005, 1.4995]}) == []
+    assert compare({"loss": [2.0, 1.5]}, {"loss": [2.0003, 1.4997]}) == []
 
 
 def test_beyond_absolute_tolerance_fails():
