@@ -107,7 +107,7 @@ class TrainConfig:
     device: str | None = None
     train_file: str = "train"
     valid_file: str = "valid"
-    epochs: float = 2.0
+    epochs: float = 1.0
     learning_rate: float = 2e-3
     lr_scheduler: str = "cosine"
     warmup_steps: int = 10
