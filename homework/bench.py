@@ -1,6 +1,6 @@
 """Throughput benchmark: the seed recipe against this project's trainer, in one process and one run.
 
-    python -m homework.bench [--steps 4] [--batch-size 16] [--json FILE]
+    python -m homework.bench [--steps 10] [--batch-size 16] [--json FILE]
 
 Variants, all on the same rows, model, seed and batch size:
   seed      pad every row to 128, gradient checkpointing, default_data_collator, plain Trainer
@@ -107,7 +107,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m homework.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=4, help="timed optimizer steps per variant (after 1 warm-up)")
+    p.add_argument("--steps", type=int, default=10, help="timed optimizer steps per variant (after 1 warm-up)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--variants", default="seed,dynamic,head,project")
     p.add_argument("--model", default=None)
