@@ -78,3 +78,10 @@ def test_seed_failure_stops_train_and_keeps_the_earlier_adapter(tmp_path, fault,
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert "step 2" not in proc.stderr and "step 3" not in proc.stderr
     assert (out / "adapter_model.safetensors").read_bytes() == b"earlier adapter"
+
+
+def test_cli_help_lists_the_commands_and_options():
+    proc = run_cli("-m", "homework.sft", "train", "--help")
+    assert proc.returncode == 0
+    for option in ("--model", "--device", "--epochs", "--lr", "--rank", "--resume", "--answer-format"):
+        assert option in proc.stdout

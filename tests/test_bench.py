@@ -1,0 +1,35 @@
+"""The throughput benchmark prints and writes its figures (a tiny run; real figures come from
+`python -m homework.bench`, never from a timed test)."""
+
+import json
+
+import pytest
+
+from homework.bench import CountingCollator, PeakRSS, main
+from homework.collate import DynamicPaddingCollator
+
+
+def test_counting_collator_counts_real_tokens():
+    counter = CountingCollator(DynamicPaddingCollator(2))
+    counter([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}])
+    assert counter.tokens == [4]
+
+
+def test_peak_rss_sees_an_allocation():
+    with PeakRSS() as rss:
+        block = bytearray(64 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+    assert rss.peak >= 64 * 2**20
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_bench_writes_speedup_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--steps", "1", "--batch-size", "2", "--variants", "seed,dynamic,project", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"seed", "dynamic", "project"}
+    assert data["speedup"] > 0 and data["environment"]["device"] == "cpu/float32"
+    for r in data["results"].values():
+        assert r["real_tokens_per_s"] > 0 and r["peak_rss_mb"] > 100 and len(r["losses"]) == 2
+    assert "speedup (project / seed, real tokens/s)" in capsys.readouterr().out
