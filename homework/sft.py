@@ -146,14 +146,17 @@ def checkpoints_dir(output_dir: Path) -> Path:
 
 
 def last_complete_checkpoint(directory: Path) -> Path | None:
-    """The newest checkpoint whose trainer_state.json (written last) exists and parses."""
+    """The newest checkpoint that SupervisedTrainer marked complete (the marker is written last)."""
+    from .trainer import COMPLETE_MARKER
+
     best = None
     for ckpt in directory.glob("checkpoint-*"):
-        state = ckpt / "trainer_state.json"
         try:
             step = int(ckpt.name.split("-")[1])
-            json.loads(state.read_text())
+            json.loads((ckpt / "trainer_state.json").read_text())
         except (ValueError, OSError, IndexError):
+            continue
+        if not (ckpt / COMPLETE_MARKER).is_file():
             continue
         if best is None or step > best[0]:
             best = (step, ckpt)

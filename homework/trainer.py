@@ -14,6 +14,8 @@ from transformers import Trainer
 
 from .collate import IGNORE_INDEX
 
+COMPLETE_MARKER = "homework-checkpoint-complete"
+
 
 def _unwrap(model):
     model = getattr(model, "module", model)  # DDP / accelerate wrappers
@@ -63,6 +65,18 @@ class SupervisedTrainer(Trainer):
         lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
         batch = self.args.per_device_train_batch_size
         return LengthGroupedSampler(lengths, batch, seed=self.args.data_seed or self.args.seed)
+
+    def _save_checkpoint(self, model, trial, *args, **kwargs):
+        # The Trainer writes a checkpoint file by file; a marker written last (atomically) tells a
+        # resume which checkpoints are whole. A kill mid-save leaves one without it, which is skipped.
+        super()._save_checkpoint(model, trial, *args, **kwargs)
+        from pathlib import Path
+
+        from .atomic import atomic_write_bytes
+
+        ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if ckpt.is_dir():
+            atomic_write_bytes(ckpt / COMPLETE_MARKER, b"ok\n")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:  # evaluation paths that need outputs: fall back to the model's own loss

@@ -85,3 +85,15 @@ def test_cli_help_lists_the_commands_and_options():
     assert proc.returncode == 0
     for option in ("--model", "--device", "--epochs", "--lr", "--rank", "--resume", "--answer-format"):
         assert option in proc.stdout
+
+
+def test_only_checkpoints_marked_complete_are_resumed_from(tmp_path):
+    from homework.trainer import COMPLETE_MARKER
+
+    for step, complete in ((3, True), (6, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        if complete:
+            (ckpt / COMPLETE_MARKER).write_text("ok")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"  # checkpoint-6 was cut off mid-save
