@@ -38,7 +38,9 @@ def test_lora_targets_and_trainable_parameters(lora_model, snapshot):
 
 @pytest.mark.integration
 def test_golden_three_step_trajectory(train_steps, tolerant_snapshot, hw_placement):
-    """Seeded 3-step CPU run; floats within an absolute and a mean tolerance, environment recorded."""
+    """Seeded 3-step CPU run; floats within an absolute and a mean tolerance, environment recorded.
+
+    Catalog rows 1, 10, 15: a change in loss normalisation, masking or the optimizer moves these numbers."""
     if hw_placement.device.type != "cpu":
         pytest.skip("the golden trajectory is recorded on CPU")
     records = train_steps(3, learning_rate=1e-3, seed=0)
@@ -50,4 +52,6 @@ def test_golden_three_step_trajectory(train_steps, tolerant_snapshot, hw_placeme
                         "peft": peft.__version__, "device": hw_placement.describe(),
                         "python": platform.python_version()},
     }
+    # Trainer's data order and logging differ between transformers majors: one golden file per major
+    # (see tests/tolerant_snapshot.py).
     assert data == tolerant_snapshot
