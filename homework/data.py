@@ -20,7 +20,19 @@ MAX_QUESTION_CHARS = 2000  # far above any real question; longer rows are data b
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get(DATA_ENV) or DATA_DIR)
+    """$HOMEWORK_DATA_DIR, else the repository's data/, else (an installed package, no checkout) the
+    same splits regenerated once by the seeded generator into the cache."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    if (DATA_DIR / "train.json").is_file():
+        return DATA_DIR
+    from . import datagen
+    from .model_source import cache_root
+
+    generated = cache_root() / "data"
+    if not (generated / "train.json").is_file():
+        datagen.main(["--out", str(generated)])
+    return generated
 
 
 def _problem(path: Path, index: int | None, what: str, fix: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from homework.data import Dataset, benchmark, is_answer_valid, load_rows
+from homework.data import DATA_DIR, Dataset, benchmark, is_answer_valid, load_rows
 from homework.errors import DataError
 
 
@@ -140,3 +140,14 @@ def test_benchmark_counts_correct_wrong_and_unanswered():
     assert result.accuracy == 0.5 and result.answer_rate == 0.75
     assert result.wrong == 1 and result.unanswered == 1
     assert benchmark(_Oracle({}), rows, max_question=2).answer_rate == 0.0
+
+
+def test_installed_package_without_a_checkout_regenerates_the_splits(tmp_path, monkeypatch):
+    from homework import data as data_module
+    from homework.model_source import CACHE_ENV
+
+    monkeypatch.setattr(data_module, "DATA_DIR", tmp_path / "no-checkout")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(data_module.DATA_ENV, raising=False)
+    assert data_module.data_dir() == tmp_path / "cache" / "data"
+    assert (tmp_path / "cache" / "data" / "train.json").read_bytes() == (DATA_DIR / "train.json").read_bytes()
