@@ -14,7 +14,7 @@ from .errors import HomeworkError
 @dataclass
 class Check:
     name: str
-    ok: bool
+    ok: bool | None  # None: skipped
     seconds: float
     detail: str
 
@@ -117,14 +117,15 @@ def run_doctor(model: str | None = None, device: str | None = None, train_file: 
     for name, fn in (("tokenize data", data), ("pre-flight scan", preflight), (f"{steps}-step smoke run", smoke),
                      ("adapter save/reload", roundtrip), ("train/inference prompt", prompts)):
         if not ok:
-            checks.append(Check(name, False, 0.0, "skipped: an earlier check failed"))
+            checks.append(Check(name, None, 0.0, "skipped: an earlier check failed"))
             continue
         ok = _timed(name, fn, checks)
     total = time.perf_counter() - t0
     width = max(len(c.name) for c in checks)
     print(f"{'check':<{width}}  result  seconds  detail", file=out)
     for c in checks:
-        print(f"{c.name:<{width}}  {'PASS' if c.ok else 'FAIL':<6}  {c.seconds:7.1f}  {c.detail}", file=out)
-    failed = [c for c in checks if not c.ok]
+        result = {True: "PASS", False: "FAIL", None: "SKIP"}[c.ok]
+        print(f"{c.name:<{width}}  {result:<6}  {c.seconds:7.1f}  {c.detail}", file=out)
+    failed = [c for c in checks if c.ok is not True]
     print(f"doctor: {'FAILED' if failed else 'all checks passed'} in {total:.1f} s", file=out)
     return 1 if failed else 0

@@ -429,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # transformers 5 / peft rename warnings say nothing actionable to someone running the CLI
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6.*", category=FutureWarning)
     try:
         if args.command == "train":
             opts = {k: v for k, v in vars(args).items() if k not in ("command", "output_dir", "resume")}
