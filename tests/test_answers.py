@@ -26,6 +26,7 @@ from homework.answers import format_number, parse_answer, wrap_answer
     ],
 )
 def test_parse_answer_edge_cases(text, expected):
+    """Catalog row 13: a missing closing tag, separators, signs and exponents still parse."""
     assert parse_answer(text) == pytest.approx(expected)
 
 

@@ -29,6 +29,7 @@ def naive_pad(row, width):
 
 @given(batches)
 def test_collation_pads_to_the_longest_row_and_keeps_labels(batch):
+    """Catalog rows 5, 6: labels keep their values, right-padded with -100 by position (pad id == EOS id)."""
     out = DynamicPaddingCollator(PAD)(batch)
     width = max(len(r["input_ids"]) for r in batch)
     assert out["input_ids"].shape == out["labels"].shape == out["attention_mask"].shape == (len(batch), width)

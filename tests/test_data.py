@@ -135,6 +135,7 @@ class _Oracle:
 
 
 def test_benchmark_counts_correct_wrong_and_unanswered():
+    """Catalog row 13: evaluation reports "no answer" apart from "wrong answer"."""
     rows = [("a", 10.0), ("b", 20.0), ("c", 30.0), ("d", 40.0)]
     result = benchmark(_Oracle({"a": 10.2, "b": 25.0, "c": 30.0}), rows)
     assert result.accuracy == 0.5 and result.answer_rate == 0.75

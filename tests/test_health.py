@@ -108,6 +108,7 @@ def test_preflight_passes_on_clean_data(hw_tokenizer, hw_train_rows):
     ("rewritten", 6, "labels differ from ids"),
 ])
 def test_preflight_refuses_broken_rows_with_a_table(hw_tokenizer, hw_train_rows, fault, row, check):
+    """Catalog rows 2, 4, 5, 6: the scan refuses, listing file:row."""
     rows = _rows(hw_train_rows)
     eos = hw_tokenizer.eos_token_id
     target = rows[3]

@@ -39,6 +39,8 @@ def naive_labels(prompt_len: int, total: int, ids: list[int], width: int) -> lis
 
 @given(question=questions, answer=answers)
 def test_label_masking_invariants(hw_tokenizer, question, answer):
+    """Catalog rows 2, 3, 4, 5: labels are -100 or their id, the prompt is a token prefix, the supervised
+    tokens decode to the answer + EOS, padding is -100 by position, and rows that cannot fit are refused."""
     tok = hw_tokenizer
     ex = format_example(question, answer)
     try:
@@ -84,6 +86,7 @@ def test_unpadded_rows_match_padded_rows(hw_tokenizer, question, answer):
 
 @given(answer=answers, extra=st.integers(1, 30))
 def test_row_whose_answer_cannot_fit_is_rejected(hw_tokenizer, answer, extra):
+    """Catalog row 3: one token short of fitting is an error, never a row with nothing supervised."""
     ex = format_example("How many grams are in 5 kg?", answer)
     prompt = len(encode(hw_tokenizer, build_prompt(ex["question"])))
     target = len(encode(hw_tokenizer, ex["answer"])) + 1
