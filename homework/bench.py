@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from .base_llm import BaseLLM
     from .data import Dataset
 
-    llm = BaseLLM(args.model, "cpu" if not torch.cuda.is_available() else None)
+    llm = BaseLLM(args.model)
     for prm in llm.model.parameters():
         prm.requires_grad_(False)
     data = Dataset("train")

@@ -330,6 +330,8 @@ def _evaluate(llm, valid_file: str, limit: int | None):
     from .data import Dataset, benchmark
 
     data = Dataset(valid_file)
+    n = min(len(data), limit or len(data))
+    print(f"[homework] evaluating {n} questions from {data.path} (batched greedy generation) ...", flush=True)
     t = time.perf_counter()
     bench = benchmark(llm, data, limit)
     return bench, time.perf_counter() - t
