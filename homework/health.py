@@ -152,7 +152,7 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
                    questions: list[str] | None = None, answers: list[str] | None = None) -> list[Finding]:
     """Scan every tokenized row (and the model setup) for the silent failures in the catalog."""
     findings: list[Finding] = []
-    empty, not_eos, not_prefix = [], [], []
+    empty, not_eos, not_prefix, merged = [], [], [], []
     eos = tokenizer.eos_token_id
     for i in range(len(tokenized)):
         row = tokenized[i]
@@ -169,6 +169,8 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
             p = encode(tokenizer, build_prompt(questions[i]))
             if ids[: len(p)] != p or sup[0] != len(p):
                 not_prefix.append(i)
+            if answers is not None and encode(tokenizer, build_prompt(questions[i]) + answers[i])[: len(p)] != p:
+                merged.append(i)
     if empty:
         findings.append(Finding("error", "rows with no supervised token", explain(2), empty))
     if not_eos:
@@ -176,17 +178,10 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
                                 explain(5), sorted(set(not_eos))))
     if not_prefix:
         findings.append(Finding("error", "rows whose prompt is not a token prefix", explain(4), not_prefix))
-    if questions is not None and answers is not None:
-        merged = []
-        for i, (q, a) in enumerate(zip(questions, answers)):
-            full = encode(tokenizer, build_prompt(q) + a)
-            p = encode(tokenizer, build_prompt(q))
-            if full[: len(p)] != p:
-                merged.append(i)
-        if merged:
-            findings.append(Finding("warning", "rows whose text tokenizes differently across the prompt/answer "
-                                    "boundary (training uses the separately encoded prompt, as inference does)",
-                                    explain(4), merged))
+    if merged:
+        findings.append(Finding("warning", "rows whose text tokenizes differently across the prompt/answer "
+                                "boundary (training uses the separately encoded prompt, as inference does)",
+                                explain(4), merged))
     if device is not None and dtype is not None:
         try:
             check_precision(torch.device(device), dtype)

@@ -188,3 +188,13 @@ def test_records_hold_tokens_and_timing(train_steps):
     for r in records:
         assert r.supervised_tokens > 0 and r.tokens > r.supervised_tokens
         assert r.step_time_s > 0 and math.isfinite(r.tokens_per_s)
+
+
+def test_preflight_warns_when_the_text_merges_across_the_boundary(hw_tokenizer, hw_train_rows):
+    """Catalog row 4: an answer whose first characters merge with the prompt's last token is flagged."""
+    rows = _rows(hw_train_rows, 2)
+    answers = ["\n\n<answer>1</answer>", hw_train_rows.answers[1]]
+    findings = preflight_scan(hw_tokenizer, rows, questions=hw_train_rows.questions[:2], answers=answers)
+    warnings_ = [f for f in findings if f.severity == "warning"]
+    assert len(warnings_) == 1 and warnings_[0].rows == [0] and "boundary" in warnings_[0].check
+    assert enforce_preflight(findings) == warnings_
