@@ -178,6 +178,8 @@ def build_lora_model(model, cfg: TrainConfig):
 def make_training_args(cfg: TrainConfig, output_dir: Path, placement, use_checkpointing: bool):
     from transformers import TrainingArguments
 
+    from .compat import checkpointing_args
+
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size,
@@ -201,9 +203,7 @@ def make_training_args(cfg: TrainConfig, output_dir: Path, placement, use_checkp
         disable_tqdm=not cfg.progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        # only named when on: transformers 5 deprecates the argument's name
-        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-           if use_checkpointing else {}),
+        **checkpointing_args(use_checkpointing),
     )
 
 

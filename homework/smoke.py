@@ -18,6 +18,7 @@ def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float
     """
     from transformers import Trainer, TrainingArguments, set_seed
 
+    from .compat import checkpointing_args
     from .trainer import SupervisedTrainer
 
     set_seed(seed)
@@ -32,9 +33,7 @@ def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float
             logging_steps=1, logging_nan_inf_filter=False, save_strategy="no", report_to="none", seed=seed,
             data_seed=seed, use_cpu=next(model.parameters()).device.type == "cpu", disable_tqdm=True,
             bf16=bf16, remove_unused_columns=False, dataloader_num_workers=0,
-            # only named when on: transformers 5 deprecates the argument's name
-            **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-               if gradient_checkpointing else {}),
+            **checkpointing_args(gradient_checkpointing),
         )
         collator = collator or DynamicPaddingCollator(tokenizer.pad_token_id)
         if plain_trainer:

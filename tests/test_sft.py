@@ -30,6 +30,7 @@ def test_three_steps_are_healthy_and_move_only_the_adapter(lora_model, train_ste
     assert all(float(t.abs().sum()) == 0 for n, t in before_lora.items() if "lora_B" in n)
     records = train_steps(3, learning_rate=1e-3, gradient_checkpointing=checkpointing)
     assert len(records) == 3
+    assert lora_model.get_base_model().is_gradient_checkpointing is checkpointing  # the mode really ran
     training_health(records)
     after_lora, after_base = _lora_state(lora_model), _base_state(lora_model)
     assert all(torch.isfinite(t).all() for t in after_lora.values())
