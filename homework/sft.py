@@ -117,6 +117,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     batch_size: int = 16
     group_by_length: bool = True
+    fused_lora: bool = True  # one autograd node per LoRA linear (homework/fused_lora.py); same math as peft
     grad_accum: int = 1
     max_steps: int = -1
     max_length: int = DEFAULT_MAX_LENGTH
@@ -172,6 +173,10 @@ def build_lora_model(model, cfg: TrainConfig):
         peft_model = get_peft_model(model, lora)
     except ValueError as exc:
         raise HomeworkError(f"LoRA could not attach to the model: {exc}") from exc
+    if cfg.fused_lora:
+        from .fused_lora import fuse_lora_layers
+
+        fuse_lora_layers(peft_model)
     return peft_model
 
 
@@ -258,6 +263,10 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     t_start = time.perf_counter()
     llm = BaseLLM(cfg.model, cfg.device)
     placement = llm.placement
+    if placement.device.type == "cpu":
+        from . import allocator
+
+        allocator.keep_freed_memory()  # reuse activation memory instead of faulting it in every step
     train_data = Dataset(cfg.train_file)
     if cfg.limit:
         train_data.data = train_data.data[: cfg.limit]
@@ -408,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", type=int, default=d.grad_accum)
     t.add_argument("--no-group-by-length", action="store_false", dest="group_by_length",
                    help="random batches instead of batches of similar-length rows")
+    t.add_argument("--no-fused-lora", action="store_false", dest="fused_lora",
+                   help="use peft's own LoRA forward instead of the fused one")
     t.add_argument("--max-length", type=int, default=d.max_length)
     t.add_argument("--answer-format", choices=["expression", "number"], default=d.answer_format,
                    help="train on <answer>6 * 1000 / 1</answer> (default) or <answer>6000</answer>")

@@ -44,11 +44,16 @@ def test_resumed_run_ends_with_the_same_loss_as_an_uninterrupted_one(tmp_path, c
 
 
 @pytest.mark.timeout(600)
-def test_seeded_runs_reproduce_their_loss_trajectory(tmp_path):
+def test_seeded_runs_reproduce_their_loss_trajectory(tmp_path, monkeypatch):
+    from homework import allocator
+
+    tuned = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: tuned.append(1))
     a = train_model(tmp_path / "a", **{**TINY, "max_steps": 3, "save_steps": 0})
     b = train_model(tmp_path / "b", **{**TINY, "max_steps": 3, "save_steps": 0})
     assert [r.loss for r in a.records] == [r.loss for r in b.records]
     assert all(math.isfinite(r.grad_norm) for r in a.records)
+    assert tuned == [1, 1]  # CPU training keeps freed memory (homework/allocator.py)
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
