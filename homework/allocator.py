@@ -1,11 +1,12 @@
 """Keep freed activation memory in the process on CPU (glibc malloc).
 
-By default glibc serves blocks over ~32 MB with fresh mmap()s and hands freed heap tops back to
-the kernel, so every training step faults its activations in again: ~80,000 page faults per step at
-batch 32 on SmolLM2-135M, each a kernel entry plus a page of zeroing. Raising the mmap threshold and
-the trim threshold keeps those pages mapped and reused (~4,000 faults per step, a few % faster; see
-the README's benchmark). The cost is that peak memory is not returned to the OS until exit, which a
-training process does not need. A no-op where glibc's mallopt is unavailable.
+By default glibc serves large blocks (from 128 KiB, a threshold that adapts up to 32 MiB) with
+fresh mmap()s and hands freed heap tops back to the kernel, so every training step faults its
+activations in again: ~80,000 page faults per step at batch 32 on SmolLM2-135M, each a kernel entry
+plus a page of zeroing. Raising the mmap and trim thresholds keeps those pages mapped and reused
+(~4,000 faults per step; a few % faster in alternating runs of the same steps). The cost: peak
+memory is not returned to the OS until exit, which a training process does not need. A no-op where
+glibc's mallopt is unavailable.
 
 Process-wide and irreversible, so it is applied where the project's training starts (train_model on
 CPU; the benchmark's `project` variant, which runs after the seed recipe's), not on import.

@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .base_llm import BaseLLM
     from .data import Dataset
+
     llm = BaseLLM(args.model)
     for prm in llm.model.parameters():
         prm.requires_grad_(False)
