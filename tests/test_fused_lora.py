@@ -148,3 +148,15 @@ def test_fused_real_model_gives_peft_loss_and_gradients(lora_factory, hw_tokeniz
     assert loss_fused == pytest.approx(loss_peft, rel=1e-5)
     for name, g in grads_peft.items():
         torch.testing.assert_close(grads_fused[name], g, rtol=1e-3, atol=1e-6, msg=name)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fused", [True, False])
+def test_train_models_lora_layers_are_fused_by_default(hw_base_model, fused):
+    from homework.fused_lora import FUSED_ATTR
+    from homework.sft import TrainConfig, build_lora_model
+
+    model = build_lora_model(copy.deepcopy(hw_base_model), TrainConfig(fused_lora=fused))
+    marked = sum(bool(getattr(m, FUSED_ATTR, False)) for m in model.modules())
+    assert marked == (30 * 7 if fused else 0)
+    assert TrainConfig().fused_lora is True
