@@ -93,9 +93,8 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     from .smoke import run_steps
 
     torch.manual_seed(seed)
-    defaults = TrainConfig()
-    cfg = TrainConfig(lora_rank=defaults.lora_rank, lora_alpha=defaults.lora_alpha, fused_lora=name == "project")
-    model = build_lora_model(copy.deepcopy(base_model), cfg)
+    # the project's LoRA configuration for every variant; only `project` takes the fused layers
+    model = build_lora_model(copy.deepcopy(base_model), TrainConfig(fused_lora=name == "project"))
     model.train()
     padded = name == "seed"
     rows = TokenizedDataset(tokenizer, data, format_example, max_length=128, pad=padded)
