@@ -2,14 +2,18 @@
 
     python -m homework.bench [--steps 10] [--batch-size N] [--json FILE]
 
-Variants, all on the same rows, model, LoRA configuration (the project's rank and alpha), seed and
-batch size; each adds one change to the one before:
+Variants, all on the same rows, model, seed and batch size; each adds one change to the one before:
   seed      pad every row to 128, gradient checkpointing, default_data_collator, plain Trainer, peft LoRA
+            r=16 alpha=32 on every linear layer (the project's earlier default; the seed's LoRA size
+            barely matters next to its padding)
   dynamic   pad to the longest row in the batch instead, no checkpointing (full logits)
   head      + logits only at supervised positions (SupervisedTrainer)
   grouped   + batches grouped by length
-  project   + fused LoRA linears and glibc malloc keeping freed memory: what train_model does
-            (the malloc setting is process-wide, so this variant always runs last)
+  fused     + fused LoRA linears and glibc malloc keeping freed memory
+            (the malloc setting is process-wide, so this variant and the next always run last)
+  project   + the project's LoRA layout, TrainConfig's defaults: adapters on the last decoder layers
+            only, at a higher rank (backpropagation stops at the lowest adapted layer): what
+            train_model does
 The first step of each variant is a warm-up and not timed. Compare ratios, not absolute seconds.
 
 The batch size defaults to 32, the seed recipe's (the course's, and the one the baseline figures in
@@ -30,11 +34,13 @@ import time
 
 from .atomic import atomic_write_json
 
+ALL_LAYERS_LORA = dict(lora_layers=None, lora_rank=16, lora_alpha=32)  # every variant but `project`
 SEED_BATCH_SIZE = 32  # the seed recipe's batch (the course's; ../shared/cpu-figures.md)
-VARIANTS = ("seed", "dynamic", "head", "grouped", "project")
+VARIANTS = ("seed", "dynamic", "head", "grouped", "fused", "project")
 # (without, with, key): the gain of each single change, printed and written when both ran
 GAINS = (("seed", "dynamic", "dynamic_padding_gain"), ("dynamic", "head", "supervised_head_gain"),
-         ("head", "grouped", "length_grouping_gain"), ("grouped", "project", "fused_lora_allocator_gain"))
+         ("head", "grouped", "length_grouping_gain"), ("grouped", "fused", "fused_lora_allocator_gain"),
+         ("fused", "project", "lora_layout_gain"))
 
 
 class PeakRSS:
@@ -93,8 +99,10 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     from .smoke import run_steps
 
     torch.manual_seed(seed)
-    # the project's LoRA configuration for every variant; only `project` takes the fused layers
-    model = build_lora_model(copy.deepcopy(base_model), TrainConfig(fused_lora=name == "project"))
+    # one LoRA layout for all but `project`, which is TrainConfig's defaults whole (what train_model builds)
+    cfg = TrainConfig() if name == "project" else TrainConfig(fused_lora=name == "fused", **ALL_LAYERS_LORA)
+    model = build_lora_model(copy.deepcopy(base_model), cfg)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.train()
     padded = name == "seed"
     rows = TokenizedDataset(tokenizer, data, format_example, max_length=128, pad=padded)
@@ -104,12 +112,12 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
         kwargs.update(gradient_checkpointing=True, plain_trainer=True)
     elif name == "dynamic":
         kwargs.update(plain_trainer=True)
-    elif name in ("grouped", "project"):
+    elif name in ("grouped", "fused", "project"):
         kwargs.update(group_by_length=True)
-    if name == "project" and next(model.parameters()).device.type == "cpu":
+    if name in ("fused", "project") and next(model.parameters()).device.type == "cpu":
         from . import allocator
 
-        allocator.keep_freed_memory()  # as train_model does; process-wide, so `project` runs last
+        allocator.keep_freed_memory()  # as train_model does; process-wide, so these two run last
     with PeakRSS() as rss:
         records = run_steps(model, tokenizer, rows, steps + 1, **kwargs)
     timed = records[1:]
@@ -120,6 +128,8 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
         "variant": name, "steps": len(timed), "seconds_per_step": seconds / len(timed),
         "real_tokens_per_s": real_tokens / seconds, "peak_rss_mb": rss.peak / 2**20,
         "losses": [r.loss for r in records],
+        "lora": {"layers": cfg.lora_layers or "all", "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
+                 "fused": cfg.fused_lora, "trainable_parameters": trainable},
     }
 
 
@@ -149,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Dataset("train")
     data.data = data.data[: args.batch_size * (args.steps + 1)]
     results = {}
-    # VARIANTS order, whatever the command line's: the project's allocator setting must not reach the others
+    # VARIANTS order, whatever the command line's: the allocator setting of the last two must not reach the others
     for name in [v for v in VARIANTS if v in args.variants.split(",")]:
         print(f"[bench] {name}: {args.steps + 1} steps of batch {args.batch_size} ...", file=sys.stderr, flush=True)
         results[name] = run_variant(name, llm.model, llm.tokenizer, data, args.steps, args.batch_size, args.seed)

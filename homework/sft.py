@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -112,9 +113,12 @@ class TrainConfig:
     lr_scheduler: str = "cosine"
     warmup_steps: int = 10
     weight_decay: float = 0.0
-    lora_rank: int = 16
-    lora_alpha: int = 32
+    # measured (README): LoRA on the last 15 of SmolLM2-135M's 30 layers at r=64 trains 1.24x more
+    # tokens/s than on all 30 at r=16, and one epoch of it reached 0.893 against 0.887
+    lora_rank: int = 64
+    lora_alpha: int = 128
     lora_dropout: float = 0.0
+    lora_layers: int | None = 15  # adapt only the last N decoder layers (None: all); see lora_target_modules
     batch_size: int = 16
     group_by_length: bool = True
     fused_lora: bool = True  # one autograd node per LoRA linear (homework/fused_lora.py); same math as peft
@@ -164,10 +168,39 @@ def last_complete_checkpoint(directory: Path) -> Path | None:
     return best[1] if best else None
 
 
+def lora_target_modules(model, last_layers: int | None):
+    """LoRA targets: every linear layer of the decoder ("all-linear"), or those of its last N layers only.
+
+    With the first layers frozen whole, backpropagation stops at the lowest adapted layer, so those
+    layers cost one forward pass instead of a forward and a backward. The decoder layers are the
+    model's longest ModuleList (`model.layers` in Llama-style models).
+    """
+    if last_layers is None:
+        return "all-linear"
+    import torch
+
+    lists = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m)]
+    if not lists:
+        raise HomeworkError(f"--lora-layers {last_layers}: {type(model).__name__} has no list of decoder layers; "
+                            f"pass --lora-layers all")
+    prefix, layers = max(lists, key=lambda item: len(item[1]))
+    if not 1 <= last_layers <= len(layers):
+        raise HomeworkError(f"--lora-layers {last_layers}: the model has {len(layers)} decoder layers; "
+                            f"pass a number from 1 to {len(layers)}, or all")
+    first = len(layers) - last_layers
+    pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.")
+    targets = [name for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and (m := pattern.match(name)) and int(m.group(1)) >= first]
+    if not targets:
+        raise HomeworkError(f"--lora-layers {last_layers}: no nn.Linear in {prefix}; pass --lora-layers all")
+    return targets
+
+
 def build_lora_model(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", bias="none", r=cfg.lora_rank,
+    targets = lora_target_modules(model, cfg.lora_layers)
+    lora = LoraConfig(task_type="CAUSAL_LM", target_modules=targets, bias="none", r=cfg.lora_rank,
                       lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, inference_mode=False)
     try:
         peft_model = get_peft_model(model, lora)
@@ -298,7 +331,8 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if cfg.progress:
         print(f"[homework] model {llm.model_spec.describe()} on {placement.describe()}; {len(tokenized)} rows; "
-              f"LoRA r={cfg.lora_rank} alpha={cfg.lora_alpha}: {trainable:,} trainable parameters; "
+              f"LoRA r={cfg.lora_rank} alpha={cfg.lora_alpha} on {_layers_text(cfg.lora_layers)}: "
+              f"{trainable:,} trainable parameters; "
               f"gradient checkpointing {'on' if use_ckpt else 'off'}", flush=True)
     t_train = time.perf_counter()
     try:
@@ -398,6 +432,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]; also $HOMEWORK_DEVICE")
 
 
+def _layers_text(last_layers: int | None) -> str:
+    return "every layer" if last_layers is None else f"the last {last_layers} layers"
+
+
+def _layer_count(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of layers or 'all', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m homework.sft", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -413,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.learning_rate, dest="learning_rate")
     t.add_argument("--rank", type=int, default=d.lora_rank, dest="lora_rank")
     t.add_argument("--alpha", type=int, default=d.lora_alpha, dest="lora_alpha")
+    t.add_argument("--lora-layers", type=_layer_count, default=d.lora_layers, metavar="N|all",
+                   help="put LoRA on the last N decoder layers only, or on all of them (default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--grad-accum", type=int, default=d.grad_accum)
     t.add_argument("--no-group-by-length", action="store_false", dest="group_by_length",

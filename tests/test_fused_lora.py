@@ -159,7 +159,9 @@ def test_train_models_lora_layers_are_fused_by_default(hw_base_model, fused):
     from homework.fused_lora import FUSED_ATTR
     from homework.sft import TrainConfig, build_lora_model
 
-    model = build_lora_model(copy.deepcopy(hw_base_model), TrainConfig(fused_lora=fused))
+    cfg = TrainConfig(fused_lora=fused)
+    model = build_lora_model(copy.deepcopy(hw_base_model), cfg)
     marked = sum(bool(getattr(m, FUSED_ATTR, False)) for m in model.modules())
-    assert marked == (30 * 7 if fused else 0)
+    adapted = 7 * (cfg.lora_layers or 30)  # q, k, v, o, gate, up, down in each adapted layer of 30
+    assert marked == (adapted if fused else 0) and adapted > 0
     assert TrainConfig().fused_lora is True
