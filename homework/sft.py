@@ -168,6 +168,13 @@ def last_complete_checkpoint(directory: Path) -> Path | None:
     return best[1] if best else None
 
 
+def saved_train_config(path: Path, progress: bool) -> TrainConfig:
+    """The TrainConfig a run wrote beside its checkpoints, for --resume."""
+    saved = json.loads(Path(path).read_text())
+    saved.setdefault("lora_layers", None)  # written before the option existed: LoRA on every layer
+    return TrainConfig(**{**saved, "progress": progress})
+
+
 def lora_target_modules(model, last_layers: int | None):
     """LoRA targets: every linear layer of the decoder ("all-linear"), or those of its last N layers only.
 
@@ -288,8 +295,8 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
         if resume_from is None:
             raise HomeworkError(f"--resume: no complete checkpoint under {ckpt_root}; start a fresh run without --resume")
         saved_cfg = ckpt_root / TRAIN_CONFIG_FILE
-        if saved_cfg.is_file():  # a resumed run must continue the same schedule
-            cfg = TrainConfig(**{**json.loads(saved_cfg.read_text()), "progress": cfg.progress})
+        if saved_cfg.is_file():  # a resumed run must continue the same schedule and adapter layout
+            cfg = saved_train_config(saved_cfg, progress=cfg.progress)
 
     faults.apply_to_config(cfg)
     set_seed(cfg.seed)

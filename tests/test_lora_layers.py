@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from homework.errors import HomeworkError
-from homework.sft import TrainConfig, build_lora_model, lora_target_modules
+from homework.sft import TrainConfig, build_lora_model, lora_target_modules, saved_train_config
 
 N_LAYERS = 4
 
@@ -83,3 +83,17 @@ def test_backward_reaches_the_adapted_layers_only_and_trains_them(tiny_llama, fu
     assert reached == {2, 3}  # layers 0 and 1 ran forward only
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads.values())
+
+
+def test_resume_keeps_the_layout_a_checkpoint_was_written_with(tmp_path):
+    import dataclasses
+    import json
+
+    path = tmp_path / "train_config.json"
+    written = dataclasses.asdict(TrainConfig(lora_layers=7, lora_rank=8))
+    path.write_text(json.dumps(written))
+    assert saved_train_config(path, progress=False).lora_layers == 7
+    del written["lora_layers"]  # a config from before --lora-layers: that run adapted every layer
+    path.write_text(json.dumps(written))
+    resumed = saved_train_config(path, progress=False)
+    assert resumed.lora_layers is None and resumed.lora_rank == 8 and resumed.progress is False
