@@ -9,7 +9,7 @@ memory is not returned to the OS until exit, which a training process does not n
 glibc's mallopt is unavailable.
 
 Process-wide and irreversible, so it is applied where the project's training starts (train_model on
-CPU; the benchmark's `project` variant, which runs after the seed recipe's), not on import.
+CPU; the benchmark's `fused` and `project` variants, which run after the others), not on import.
 """
 
 from __future__ import annotations

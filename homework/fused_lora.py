@@ -24,16 +24,13 @@ class LoraLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, lora_a, lora_b, scale: float):
-        lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         xa = torch.mm(x2, lora_a.t()).mul_(scale)  # (tokens, r), scaled once here
         y = torch.mm(x2, weight.t()) if bias is None else torch.addmm(bias, x2, weight.t())
         y.addmm_(xa, lora_b.t())
         ctx.save_for_backward(x2, xa, weight, lora_a, lora_b)
         ctx.scale = scale
-        ctx.has_bias = bias is not None
-        ctx.lead = lead
-        return y.view(*lead, y.shape[-1])
+        return y.view(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -42,10 +39,10 @@ class LoraLinearFunction(torch.autograd.Function):
         g_low = torch.mm(g2, lora_b).mul_(ctx.scale)  # gradient at the (scaled) rank-r bottleneck
         grad_x = grad_w = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.mm(g2, weight).addmm_(g_low, lora_a).view(*ctx.lead, weight.shape[1])
+            grad_x = torch.mm(g2, weight).addmm_(g_low, lora_a).view(*grad_y.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:  # frozen in LoRA training; kept for completeness
             grad_w = torch.mm(g2.t(), x2)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False for a None bias
             grad_bias = g2.sum(0)
         grad_a = torch.mm(g_low.t(), x2)
         grad_b = torch.mm(xa.t(), g2).t()  # (r x tokens)(tokens x out) is faster than the transposed form
