@@ -34,7 +34,7 @@ def test_bench_writes_speedup_json(tmp_path, capsys):
     for _, _, key in GAINS:
         assert data[key] > 0, key
     project = TrainConfig()  # the project variant is train_model's layout, the others one all-layer layout
-    assert data["results"]["project"]["lora"]["layers"] == project.lora_layers
+    assert data["results"]["project"]["lora"]["layers"] == (project.lora_layers or "all")
     assert data["results"]["project"]["lora"]["rank"] == project.lora_rank
     assert {r["lora"]["layers"] for name, r in data["results"].items() if name != "project"} == {"all"}
     for r in data["results"].values():
