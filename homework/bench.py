@@ -95,6 +95,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     from transformers import default_data_collator
 
     from .collate import DynamicPaddingCollator
+    from .device import resolve_placement
     from .sft import TokenizedDataset, TrainConfig, build_lora_model, format_example
     from .smoke import run_steps
 
@@ -112,8 +113,10 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
         kwargs.update(gradient_checkpointing=True, plain_trainer=True)
     elif name == "dynamic":
         kwargs.update(plain_trainer=True)
-    elif name in ("grouped", "fused", "project"):
+    elif name in ("grouped", "fused"):
         kwargs.update(group_by_length=True)
+    elif name == "project":  # as train_model resolves it for this device class
+        kwargs.update(group_by_length=resolve_placement(str(next(model.parameters()).device)).groups_by_length)
     if name in ("fused", "project") and next(model.parameters()).device.type == "cpu":
         from . import allocator
 

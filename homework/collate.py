@@ -16,7 +16,8 @@ class DynamicPaddingCollator:
     input_ids are padded with `pad_token_id`, attention_mask with 0 and labels with -100. Padding is
     decided by position, never by token id: SmolLM2's pad token *is* its EOS, and masking by id
     would also mask the real EOS the model must learn to emit (catalog row 5). Unlike
-    DataCollatorForLanguageModeling it never rebuilds labels from input_ids (catalog row 6).
+    DataCollatorForLanguageModeling it never rebuilds labels from input_ids (catalog row 6), and it refuses
+    a row with no supervised label (catalog row 2) instead of passing on a batch that trains nothing.
     """
 
     pad_token_id: int
@@ -30,6 +31,10 @@ class DynamicPaddingCollator:
         if self.pad_to_multiple_of:
             m = self.pad_to_multiple_of
             width = (width + m - 1) // m * m
+        for row, feat in enumerate(features):
+            if all(label == IGNORE_INDEX for label in feat["labels"]):
+                raise ValueError(f"batch row {row} has no supervised label (every label is {IGNORE_INDEX}): it would "
+                                 "add 0/0 to the loss. Failure catalog row 2: drop or fix the row before training.")
         n = len(features)
         input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((n, width), dtype=torch.long)

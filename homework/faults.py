@@ -14,7 +14,7 @@ FAULT_ENV = "HOMEWORK_FAULT"
 FAULTS = {
     "labels_all_masked": "every label -100 (catalog row 2)",
     "nan_loss": "a NaN in an adapter weight, so the first loss is NaN (catalog row 1)",
-    "half_precision": "bf16 weights on CPU (catalog row 9)",
+    "half_precision": "the wrong half precision for the device: bf16 on CPU, fp16 on CUDA (catalog row 9)",
     "frozen_adapter": "no trainable parameter (catalog row 15)",
     "zero_lr": "learning rate 0 (catalog row 15)",
     "truncated_answer": "max_length too short for the answers (catalog row 3)",
@@ -51,7 +51,9 @@ def apply_to_model(model) -> None:
         for p in model.parameters():
             p.requires_grad_(False)
     if "half_precision" in faults:
-        model.to(torch.bfloat16)
+        from .device import wrong_half_precision
+
+        model.to(wrong_half_precision(next(model.parameters()).device))
 
 
 def apply_to_config(cfg) -> None:

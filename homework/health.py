@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -91,6 +92,9 @@ class HealthGuard(TrainerCallback):
         ratio = getattr(args, "warmup_ratio", None)
         if ratio and state.max_steps:
             self._warmup_steps = max(self._warmup_steps, math.ceil(ratio * state.max_steps))
+        problem = warmup_problem(self._warmup_steps, state.max_steps)
+        if problem:
+            warnings.warn(f"{problem}. " + explain(15), stacklevel=2)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_start = time.perf_counter()
@@ -133,6 +137,22 @@ class HealthGuard(TrainerCallback):
                       flush=True)
 
 
+def warmup_problem(warmup_steps: int, total_steps: int | None) -> str | None:
+    """Why a schedule cannot reach its peak learning rate well inside the run, or None.
+
+    Peak by the middle of the run at the latest: a warm-up longer than that spends most of a short run
+    at a fraction of the learning rate (catalog row 15, in its mild form)."""
+    if not total_steps or total_steps <= 0 or warmup_steps <= 0:
+        return None
+    if warmup_steps >= total_steps:
+        return f"the warm-up ({warmup_steps} steps) is not shorter than the run ({total_steps} steps): the learning " \
+               "rate never reaches its peak"
+    if warmup_steps > total_steps // 2:
+        return f"the warm-up ({warmup_steps} steps) takes more than half of the run ({total_steps} steps): the " \
+               "learning rate reaches its peak late"
+    return None
+
+
 # --------------------------------------------------------------------------- pre-flight
 
 
@@ -152,7 +172,7 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
                    questions: list[str] | None = None, answers: list[str] | None = None) -> list[Finding]:
     """Scan every tokenized row (and the model setup) for the silent failures in the catalog."""
     findings: list[Finding] = []
-    empty, not_eos, not_prefix, merged = [], [], [], []
+    empty, not_eos, rewritten, not_prefix, merged = [], [], [], [], []
     eos = tokenizer.eos_token_id
     for i in range(len(tokenized)):
         row = tokenized[i]
@@ -164,7 +184,7 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
         if labels[sup[-1]] != eos:
             not_eos.append(i)
         if any(labels[k] != ids[k] for k in sup):
-            not_eos.append(i)
+            rewritten.append(i)
         if questions is not None:
             p = encode(tokenizer, build_prompt(questions[i]))
             if ids[: len(p)] != p or sup[0] != len(p):
@@ -174,8 +194,10 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
     if empty:
         findings.append(Finding("error", "rows with no supervised token", explain(2), empty))
     if not_eos:
-        findings.append(Finding("error", "rows whose last supervised token is not EOS (or labels differ from ids)",
-                                explain(5), sorted(set(not_eos))))
+        findings.append(Finding("error", "rows whose last supervised token is not EOS", explain(5), not_eos))
+    if rewritten:
+        findings.append(Finding("error", "rows whose supervised labels differ from their input ids", explain(6),
+                                rewritten))
     if not_prefix:
         findings.append(Finding("error", "rows whose prompt is not a token prefix", explain(4), not_prefix))
     if merged:
@@ -194,9 +216,12 @@ def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, so
         lora = [n for n, _ in model.named_modules() if n.endswith("lora_A")]
         if hasattr(model, "peft_config") and not lora:
             findings.append(Finding("error", "LoRA targets matched no module", explain(15), []))
+        # on every device: the optimizer's small updates vanish in a half-precision master weight
+        # (peft keeps adapters in fp32 over a bf16 base; a model cast whole to half loses that)
         half = [n for n, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
-        if half and device is not None and torch.device(device).type == "cpu":
-            findings.append(Finding("error", "trainable parameters not fp32 on CPU", explain(9), []))
+        if half:
+            findings.append(Finding("error", "precision: trainable parameters are not fp32",
+                                    f"{len(half)} of them, e.g. {half[0]}. " + explain(9), []))
     return findings
 
 

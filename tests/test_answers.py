@@ -22,6 +22,9 @@ from homework.answers import format_number, parse_answer, wrap_answer
         ("<answer>.5</answer>", 0.5),
         ("The result is <answer>12.25</answer> meters", 12.25),
         ("<answer>3 km</answer>", 3.0),
+        ("<answer>2.75 kg</answer>", 2.75),  # the fallback (not an expression) keeps decimals
+        ("<answer>about 0.5 litres</answer>", 0.5),
+        ("<answer>12.5 (rounded)</answer>", 12.5),
         ("<answer>1</answer><answer>2</answer>", 1.0),  # first answer wins
     ],
 )
@@ -76,3 +79,9 @@ def test_parse_answer_fuzz_tag_soup(text):
     assert isinstance(result, float)
     if "<answer>" not in text:
         assert math.isnan(result)
+
+
+@given(st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False, allow_infinity=False),
+       st.sampled_from(["km", "kg", "litres", "(approx.)", "units"]))
+def test_fallback_number_with_trailing_words_keeps_its_decimals(value, words):
+    assert parse_answer(f"<answer>{value} {words}</answer>") == pytest.approx(float(value), rel=1e-12, abs=1e-12)

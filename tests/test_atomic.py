@@ -10,7 +10,7 @@ import time
 import pytest
 
 from homework.atomic import atomic_directory, atomic_write_json, recover_directory
-from tests.conftest import REPO
+from tests.conftest import REPO, on_device_of
 
 
 def test_atomic_directory_replaces_the_whole_directory(tmp_path):
@@ -81,7 +81,7 @@ def test_sigkill_while_saving_keeps_the_previous_adapter(lora_model, train_steps
     target = tmp_path / "sft_model"
     with atomic_directory(target) as d:
         lora_model.save_pretrained(d)
-    ids = torch.tensor([hw_train_rows[0]["input_ids"]])
+    ids = on_device_of(lora_model, torch.tensor([hw_train_rows[0]["input_ids"]]))
     with torch.no_grad():
         expected = lora_model(input_ids=ids).logits
     proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVER, str(target), str(target)], cwd=REPO,
@@ -102,3 +102,50 @@ def test_sigkill_while_saving_keeps_the_previous_adapter(lora_model, train_steps
     with torch.no_grad():
         assert torch.equal(reloaded(input_ids=ids).logits, expected)
     assert [p.name for p in tmp_path.iterdir()] == ["sft_model"]
+
+
+# Each single-file writer, paused inside its write (at the fsync of the new bytes) and SIGKILLed there.
+KILLED_FILE_WRITER = r"""
+import os, sys, time
+from pathlib import Path
+real_fsync = os.fsync
+def paused_fsync(fd):
+    real_fsync(fd)
+    print("MIDWAY", flush=True)
+    time.sleep(120)
+os.fsync = paused_fsync
+target, writer = Path(sys.argv[1]), sys.argv[2]
+if writer == "bytes":
+    from homework.atomic import atomic_write_bytes
+    atomic_write_bytes(target, b"new content " * 1000)
+elif writer == "json":
+    from homework.atomic import atomic_write_json
+    atomic_write_json(target, {"new": list(range(1000))})
+elif writer == "metrics":
+    from homework.metrics import write_metrics
+    write_metrics(target.parent, [{"step": 1, "loss": 1.0}] * 100)
+elif writer == "checkpoint-marker":
+    from homework.checkpoints import COMPLETE_MARKER, mark_complete
+    assert target.name == COMPLETE_MARKER
+    mark_complete(target.parent)
+"""
+
+
+@pytest.mark.parametrize("writer, name", [("bytes", "data.bin"), ("json", "eval_results.json"),
+                                          ("metrics", "metrics.json"),
+                                          ("checkpoint-marker", "homework-checkpoint-complete")])
+def test_every_single_file_writer_survives_a_kill_mid_write(tmp_path, writer, name):
+    """A writer killed mid-write leaves the previous file whole (a writer that writes in place does not)."""
+    target = tmp_path / name
+    target.write_bytes(b"previous content")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_FILE_WRITER, str(target), writer], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line, deadline = "", time.time() + 60
+        while "MIDWAY" not in line and time.time() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+        assert "MIDWAY" in line, proc.stderr.read() if proc.poll() is not None else "no MIDWAY"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert target.read_bytes() == b"previous content"

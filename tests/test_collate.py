@@ -1,29 +1,40 @@
-"""Property tests for batch collation (failure catalog row 6)."""
+"""Property tests for batch collation (failure catalog rows 2, 5, 6).
 
+Token ids come from a small alphabet that contains the pad id, which is also the EOS id (as in
+SmolLM2), so "mask by id" bugs meet real EOS labels in nearly every example; rows end their labels
+in EOS, some arrive already padded (attention 0, label -100), and some supervise nothing.
+"""
+
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from homework.collate import IGNORE_INDEX, DynamicPaddingCollator
 
-PAD = 2  # SmolLM2: pad == eos == 2, so padding must be decided by position
+PAD = EOS = 2  # SmolLM2: pad == eos == 2, so padding must be decided by position
+ALPHABET = st.sampled_from([0, 1, PAD, 3, 4, 49151])
 
 
 @st.composite
 def rows(draw):
-    n = draw(st.integers(1, 40))
-    prompt = draw(st.integers(0, n - 1))
-    ids = draw(st.lists(st.integers(0, 49151), min_size=n, max_size=n))
-    labels = [IGNORE_INDEX] * prompt + ids[prompt:]
-    return {"input_ids": ids, "attention_mask": [1] * n, "labels": labels}
+    """A tokenized row: prompt (masked) + answer ending in EOS (supervised) + optional trailing padding."""
+    prompt = draw(st.lists(ALPHABET, min_size=0, max_size=20))
+    answer = draw(st.lists(ALPHABET, min_size=0, max_size=12)) + [EOS]
+    padding = draw(st.integers(0, 6))
+    ids = prompt + answer + [PAD] * padding
+    labels = [IGNORE_INDEX] * len(prompt) + answer + [IGNORE_INDEX] * padding
+    mask = [1] * (len(prompt) + len(answer)) + [0] * padding
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 batches = st.lists(rows(), min_size=1, max_size=8)
 
 
 def naive_pad(row, width):
+    """The oracle: append pad ids, zero attention and -100 labels up to `width`, one list at a time."""
     n = len(row["input_ids"])
-    return (row["input_ids"] + [PAD] * (width - n), [1] * n + [0] * (width - n),
+    return (row["input_ids"] + [PAD] * (width - n), row["attention_mask"] + [0] * (width - n),
             row["labels"] + [IGNORE_INDEX] * (width - n))
 
 
@@ -38,8 +49,17 @@ def test_collation_pads_to_the_longest_row_and_keeps_labels(batch):
         assert out["input_ids"][i].tolist() == ids
         assert out["attention_mask"][i].tolist() == mask
         assert out["labels"][i].tolist() == labels
-    pad_positions = out["attention_mask"] == 0
-    assert bool((out["labels"][pad_positions] == IGNORE_INDEX).all())
+
+
+@given(batches)
+def test_invariants_every_label_is_ignored_or_its_input_id_and_padding_is_ignored(batch):
+    out = DynamicPaddingCollator(PAD)(batch)
+    labels, ids, mask = out["labels"], out["input_ids"], out["attention_mask"]
+    assert bool(((labels == IGNORE_INDEX) | (labels == ids)).all())
+    assert bool((labels[mask == 0] == IGNORE_INDEX).all())
+    for i in range(len(batch)):  # each row's last supervised label is the EOS it must learn to emit
+        supervised = labels[i][labels[i] != IGNORE_INDEX]
+        assert supervised.numel() > 0 and int(supervised[-1]) == EOS
 
 
 @given(batches, st.randoms(use_true_random=False))
@@ -56,8 +76,23 @@ def test_batch_order_and_composition_do_not_change_a_rows_labels(batch, rnd):
         assert set(row[n:]) <= {IGNORE_INDEX}
 
 
+@given(batches, st.integers(0, 7), st.lists(ALPHABET, min_size=1, max_size=10))
+def test_a_row_with_no_supervised_token_is_refused(batch, where, ids):
+    """Catalog row 2: a row whose labels are all -100 would add 0/0; the collator names it instead."""
+    where = where % (len(batch) + 1)
+    bad = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [IGNORE_INDEX] * len(ids)}
+    with pytest.raises(ValueError, match=f"batch row {where} has no supervised label"):
+        DynamicPaddingCollator(PAD)(batch[:where] + [bad] + batch[where:])
+
+
 @given(batches, st.integers(1, 16))
 def test_pad_to_multiple(batch, multiple):
     out = DynamicPaddingCollator(PAD, pad_to_multiple_of=multiple)(batch)
     assert out["input_ids"].shape[1] % multiple == 0
     assert out["input_ids"].dtype == torch.long
+    assert out["input_ids"].shape[1] - max(len(r["input_ids"]) for r in batch) < multiple
+
+
+def test_an_empty_batch_is_refused():
+    with pytest.raises(ValueError, match="empty batch"):
+        DynamicPaddingCollator(PAD)([])

@@ -56,3 +56,20 @@ def test_evaluate_expression(text, value):
 def test_evaluate_expression_rejects_non_arithmetic(text):
     with pytest.raises(ValueError):
         evaluate_expression(text)
+
+
+@pytest.mark.parametrize("text, value", [("8 / 4 / 2", 1.0), ("100 / 10 * 2", 20.0), ("2 * 3 / 4 * 8", 12.0),
+                                         ("1 - 2 - 3", -4.0), ("6 * 1000 / 1 / 1000", 6.0), ("2 - 3 + 4", 3.0)])
+def test_chained_operators_evaluate_left_to_right(text, value):
+    assert evaluate_expression(text) == pytest.approx(value)
+
+
+@given(st.lists(st.tuples(st.sampled_from("*/"), st.integers(1, 999)), min_size=1, max_size=6),
+       st.integers(1, 999))
+def test_products_and_quotients_match_a_left_fold(ops, first):
+    """Oracle: the naive left-to-right fold that arithmetic convention prescribes."""
+    expected = float(first)
+    for op, n in ops:
+        expected = expected * n if op == "*" else expected / n
+    text = f"{first}" + "".join(f" {op} {n}" for op, n in ops)
+    assert evaluate_expression(text) == pytest.approx(expected, rel=1e-9)

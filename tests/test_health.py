@@ -10,7 +10,14 @@ import torch
 from homework.collate import IGNORE_INDEX
 from homework.device import check_precision, resolve_placement
 from homework.errors import HomeworkError, PreflightError, TrainingHealthError
-from homework.health import HealthGuard, StepRecord, assert_training_healthy, enforce_preflight, preflight_scan
+from homework.health import (
+    HealthGuard,
+    StepRecord,
+    assert_training_healthy,
+    enforce_preflight,
+    preflight_scan,
+    warmup_problem,
+)
 
 
 def _args(**kw):
@@ -49,6 +56,40 @@ def test_guard_stops_at_the_first_bad_step_naming_the_cause(logs, row, words):
         _log(guard, 2, **logs)
     assert err.value.catalog_row == row and err.value.step == 2
     assert words in str(err.value) and f"catalog row {row}" in str(err.value)
+
+
+@pytest.mark.parametrize("warmup, total, words", [(10, 5, "never reaches its peak"), (5, 5, "never reaches its peak"),
+                                                   (6, 10, "reaches its peak late")])
+def test_guard_warns_when_the_warmup_cannot_reach_the_peak(warmup, total, words):
+    """Catalog row 15, mild form: a warm-up as long as a short run keeps the learning rate below its peak."""
+    with pytest.warns(UserWarning, match=words):
+        HealthGuard().on_train_begin(_args(warmup_steps=warmup), SimpleNamespace(max_steps=total), None)
+    assert warmup_problem(5, 10) is None and warmup_problem(0, 3) is None
+
+
+def test_shipped_defaults_reach_the_peak_learning_rate_well_inside_the_run():
+    """The default run (no option given) warms up briefly, peaks early and trains most steps near the peak."""
+    import statistics
+
+    from transformers import get_scheduler
+
+    from homework.data import Dataset
+    from homework.sft import TrainConfig
+
+    cfg = TrainConfig()
+    steps = cfg.max_steps if cfg.max_steps > 0 else \
+        math.ceil(len(Dataset(cfg.train_file)) / (cfg.batch_size * cfg.grad_accum) * cfg.epochs)
+    assert warmup_problem(cfg.warmup_steps, steps) is None
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.learning_rate)
+    schedule = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert max(lrs) == pytest.approx(cfg.learning_rate)
+    assert lrs.index(max(lrs)) <= 0.2 * steps
+    assert statistics.mean(lrs) > 0.4 * cfg.learning_rate
 
 
 def test_zero_lr_during_warmup_is_allowed():
@@ -105,7 +146,7 @@ def test_preflight_passes_on_clean_data(hw_tokenizer, hw_train_rows):
     ("all_masked", 2, "no supervised token"),
     ("eos_masked", 5, "last supervised token is not EOS"),
     ("shifted", 4, "prompt is not a token prefix"),
-    ("rewritten", 6, "labels differ from ids"),
+    ("rewritten", 6, "supervised labels differ from their input ids"),
 ])
 def test_preflight_refuses_broken_rows_with_a_table(hw_tokenizer, hw_train_rows, fault, row, check):
     """Catalog rows 2, 4, 5, 6: the scan refuses, listing file:row."""
@@ -119,16 +160,47 @@ def test_preflight_refuses_broken_rows_with_a_table(hw_tokenizer, hw_train_rows,
     elif fault == "shifted":
         first = next(k for k, lab in enumerate(target["labels"]) if lab != IGNORE_INDEX)
         target["labels"][first] = IGNORE_INDEX
-    elif fault == "rewritten":
-        target["labels"] = list(target["input_ids"])[:-1] + [eos]  # the collator bug: labels = input ids
-        target["labels"][0] = target["input_ids"][0] + 1
+    elif fault == "rewritten":  # a collator that rebuilt one answer label: prompt masked, EOS last, still wrong
+        first = next(k for k, lab in enumerate(target["labels"]) if lab != IGNORE_INDEX)
+        target["labels"][first] = target["input_ids"][first] + 1
     findings = preflight_scan(hw_tokenizer, rows, questions=hw_train_rows.questions[:8], source="data/train.json")
+    # each fault fires its own check and no neighbouring one
+    assert {f.check for f in findings if f.severity == "error"} == {f"rows whose {check}" if not check.startswith(
+        "no") else f"rows with {check}"}
     with pytest.raises(PreflightError) as err:
         enforce_preflight(findings, "data/train.json")
     msg = str(err.value)
     assert "data/train.json:3" in msg
-    if fault != "rewritten":
-        assert check in msg and f"row {row}" in msg
+    assert check in msg and f"row {row}" in msg
+
+
+def test_precision_rules_per_device_class():
+    """Catalog row 9 on CUDA too (a rule of the device class; no card needed to check it): bf16 is the
+    CUDA path and accepted, fp16 is refused on every device, and the injected fault picks the wrong one."""
+    from homework.device import wrong_half_precision
+
+    cuda = torch.device("cuda")
+    check_precision(cuda, torch.bfloat16)
+    check_precision(cuda, torch.float32)
+    with pytest.raises(HomeworkError, match="fp16 on cuda refused"):
+        check_precision(cuda, torch.float16)
+    assert wrong_half_precision(cuda) == torch.float16
+    assert wrong_half_precision(torch.device("cpu")) == torch.bfloat16
+    for device in ("cpu", "cuda"):
+        with pytest.raises(HomeworkError, match="row 9"):
+            check_precision(torch.device(device), wrong_half_precision(torch.device(device)))
+
+
+def test_preflight_refuses_half_precision_adapters_on_any_device():
+    """A model cast whole to half precision has half-precision adapters: refused whatever the device."""
+    model = torch.nn.Linear(4, 4)
+    rows = [{"input_ids": [5, 6, 2], "labels": [-100, 6, 2]}]
+    tok = type("Tok", (), {"eos_token_id": 2})()
+    for device, dtype in (("cuda", torch.bfloat16), ("cpu", torch.float32)):
+        half = copy.deepcopy(model).to(torch.float16)
+        checks = {f.check for f in preflight_scan(tok, rows, model=half, device=device, dtype=dtype)}
+        assert "precision: trainable parameters are not fp32" in checks
+        assert not {f.check for f in preflight_scan(tok, rows, model=model, device=device, dtype=dtype)}
 
 
 def test_preflight_refuses_frozen_models_and_half_precision(lora_model, hw_tokenizer, hw_train_rows):

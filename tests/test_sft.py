@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from homework.base_llm import BaseLLM
 from homework.collate import IGNORE_INDEX, DynamicPaddingCollator
 from homework.prompt import encode
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, on_device_of, run_cli
+from tests.numerics import tolerance_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,11 @@ def test_three_steps_are_healthy_and_move_only_the_adapter(lora_model, train_ste
     assert not changed_base, f"base weights changed: {changed_base[:3]}"
 
 
-def test_first_step_loss_equals_hand_computed_masked_cross_entropy(lora_model, train_steps, hw_train_rows):
+def test_first_step_loss_equals_hand_computed_masked_cross_entropy(lora_model, train_steps, hw_train_rows,
+                                                                  hw_tokenizer, hw_placement):
     """Catalog rows 2, 6, 10: the logged first-step loss is mean CE over the supervised tokens only."""
     rows = [hw_train_rows[i] for i in range(4)]
-    batch = DynamicPaddingCollator(2)(rows)
+    batch = on_device_of(lora_model, DynamicPaddingCollator(hw_tokenizer.pad_token_id)(rows))
     with torch.no_grad():  # lora_B == 0: the LoRA model equals the base model before the first step
         logits = lora_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     total, count = 0.0, 0
@@ -58,49 +60,55 @@ def test_first_step_loss_equals_hand_computed_masked_cross_entropy(lora_model, t
     expected = total / count
     records = train_steps(1, dataset=rows, batch_size=4)
     assert 0 < expected < 10
-    assert records[0].loss == pytest.approx(expected, rel=1e-4)
+    assert records[0].loss == pytest.approx(expected, rel=tolerance_for(hw_placement.dtype).loss_rel)
 
 
-def test_grad_accumulation_gives_the_same_first_step(lora_factory, train_steps, hw_train_rows):
+def test_grad_accumulation_gives_the_same_first_step(lora_factory, train_steps, hw_train_rows, hw_placement):
     """Catalog row 10: (batch 4, accumulation 1) and (batch 2, accumulation 2) agree on loss and grad norm."""
     rows = [hw_train_rows[i] for i in (0, 1, 2, 3)]
     a = train_steps(1, model=lora_factory(), dataset=rows, batch_size=4, grad_accum=1)[0]
     b = train_steps(1, model=lora_factory(), dataset=rows, batch_size=2, grad_accum=2)[0]
-    assert a.loss == pytest.approx(b.loss, rel=1e-4)
-    assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-3)
+    tol = tolerance_for(hw_placement.dtype)
+    assert a.loss == pytest.approx(b.loss, rel=tol.loss_rel)
+    assert a.grad_norm == pytest.approx(b.grad_norm, rel=tol.grad_rel)
 
 
-def test_eval_loss_is_finite_with_label_names(lora_model, hw_train_rows, tmp_path):
+def test_eval_loss_is_finite_with_label_names(lora_model, hw_train_rows, hw_tokenizer, hw_placement, tmp_path):
     """Catalog row 7: label_names with a PeftModel still yields a finite eval_loss."""
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, label_names=["labels"],
-                             report_to="none", use_cpu=True, disable_tqdm=True)
+                             report_to="none", use_cpu=hw_placement.device.type == "cpu", disable_tqdm=True)
     rows = [hw_train_rows[i] for i in range(8)]
-    metrics = Trainer(model=lora_model, args=args, eval_dataset=rows, data_collator=DynamicPaddingCollator(2)).evaluate()
+    collator = DynamicPaddingCollator(hw_tokenizer.pad_token_id)
+    metrics = Trainer(model=lora_model, args=args, eval_dataset=rows, data_collator=collator).evaluate()
     assert math.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
 
 
-def test_adapter_save_and_reload_gives_identical_logits(lora_model, train_steps, hw_base_model, hw_train_rows, tmp_path):
+def test_adapter_save_and_reload_gives_identical_logits(lora_model, train_steps, hw_base_model, hw_train_rows,
+                                                        hw_placement, tmp_path):
     """Catalog row 14: homework.sft.load reproduces the trained logits, which differ from the base model's."""
     from homework.atomic import atomic_directory
     from homework.sft import load
 
     train_steps(3, learning_rate=5e-3)
     lora_model.eval()
-    ids = torch.tensor([hw_train_rows[0]["input_ids"]])
+    ids = on_device_of(lora_model, torch.tensor([hw_train_rows[0]["input_ids"]]))
     with torch.no_grad():
         trained = lora_model(input_ids=ids).logits
         base = hw_base_model(input_ids=ids).logits
     with atomic_directory(tmp_path / "adapter") as staging:
         lora_model.save_pretrained(staging)
-    exact, merged = load(tmp_path / "adapter", merge=False), load(tmp_path / "adapter")
+    device = str(hw_placement.device)
+    exact, merged = load(tmp_path / "adapter", device=device, merge=False), load(tmp_path / "adapter", device=device)
     with torch.no_grad():
         again = exact.model(input_ids=ids).logits
         folded = merged.model(input_ids=ids).logits
-    assert torch.allclose(again, trained, atol=1e-5)
-    assert torch.allclose(folded, trained, atol=1e-3)
-    assert float((trained - base).abs().max()) > 1e-3
+    tol = tolerance_for(hw_placement.dtype)
+    assert float((again - trained).abs().max()) <= tol.logits_atol
+    assert float((folded - trained).abs().max()) <= tol.merged_atol
+    # training moved the logits by more than any reload or merge tolerance: the comparisons above bite
+    assert float((trained - base).abs().max()) > 2 * tol.merged_atol
 
 
 def test_inference_prompt_equals_training_prompt(hw_base_model, hw_tokenizer, hw_train_rows):
@@ -114,14 +122,53 @@ def test_inference_prompt_equals_training_prompt(hw_base_model, hw_tokenizer, hw
         assert row["input_ids"][:n_prompt] == infer
 
 
-def test_batched_greedy_generation_equals_one_by_one(hw_base_model, hw_tokenizer):
-    """Catalog row 12: left padding makes batched output independent of the batch."""
+def _greedy_with_margins(llm, prompt: str, max_new_tokens: int):
+    """One prompt alone, greedily: its generated ids and, per step, the gap between the top two logits."""
+    ids = torch.tensor([encode(llm.tokenizer, prompt)], device=llm.device)
+    with torch.inference_mode():
+        out = llm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, temperature=None, top_p=None, top_k=None, output_logits=True,
+                                 return_dict_in_generate=True, eos_token_id=llm.tokenizer.eos_token_id,
+                                 pad_token_id=llm.tokenizer.pad_token_id)
+    top2 = [step[0].float().topk(2).values for step in out.logits]
+    return out.sequences[0, ids.shape[1]:].tolist(), [float(t[0] - t[1]) for t in top2]
+
+
+def first_divergence(batched_text: str, single_ids: list[int], tokenizer) -> int | None:
+    """The first generated step at which a batched text leaves the one-by-one ids; None when it never does.
+
+    Stopping counts: a batched text that goes on where the one-by-one run emitted EOS diverged at that step.
+    """
+    for k, token in enumerate(single_ids):
+        if token == tokenizer.eos_token_id:
+            return None if batched_text == tokenizer.decode(single_ids[:k]) else k
+        if not batched_text.startswith(tokenizer.decode(single_ids[:k + 1], skip_special_tokens=True)):
+            return k
+    return None if batched_text == tokenizer.decode(single_ids, skip_special_tokens=True) else len(single_ids)
+
+
+def test_batched_greedy_generation_equals_one_by_one(hw_base_model, hw_tokenizer, hw_placement):
+    """Catalog row 12: left padding makes batched output independent of the batch.
+
+    In fp32 the texts are equal. In bf16 a different batch shape can round a near-tie the other way, so
+    there the batched text must follow the one-by-one ids up to a step whose top-two logits were within
+    the bf16 tolerance (tests/numerics.py) -- a padding bug diverges at confident steps and still fails.
+    """
     llm = BaseLLM.from_components(hw_base_model, hw_tokenizer)
     prompts = [llm.format_prompt(q) for q in ["How many grams are in 3 kg?", "Convert 2 hours to minutes.",
                                                "What is 1 mile in feet, approximately, for a long run?", "5 m in cm?"]]
     batched = llm.batched_generate(prompts, max_new_tokens=12)
     single = [llm.generate(p, max_new_tokens=12) for p in prompts]
-    assert batched == single
+    tol = tolerance_for(hw_placement.dtype)
+    for prompt, text in zip(prompts, batched):
+        ids, margins = _greedy_with_margins(llm, prompt, 12)
+        step = first_divergence(text, ids, hw_tokenizer)
+        if step is not None:
+            assert step < len(margins) and margins[step] < tol.greedy_margin, (
+                f"batched output left the one-by-one output at step {step} (margin "
+                f"{margins[step] if step < len(margins) else 'end'}): {text!r} vs {hw_tokenizer.decode(ids)!r}")
+    if hw_placement.dtype == torch.float32:
+        assert batched == single
     assert len(set(batched)) > 1  # the prompts really produced different continuations
     multi = llm.batched_generate(prompts[:2], num_return_sequences=2, temperature=0.7, max_new_tokens=4)
     assert len(multi) == 2 and all(len(m) == 2 for m in multi)

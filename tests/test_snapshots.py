@@ -36,20 +36,37 @@ def test_lora_targets_and_trainable_parameters(lora_model, snapshot):
             "config_targets": sorted(lora_model.peft_config["default"].target_modules)} == snapshot
 
 
-@pytest.mark.integration
-def test_golden_three_step_trajectory(train_steps, tolerant_snapshot, hw_placement):
-    """Seeded 3-step CPU run; floats within an absolute and a mean tolerance, environment recorded.
+@pytest.fixture
+def cpu_fp32_lora_model(lora_model, hw_placement, hw_model_spec, hw_settings):
+    """The fixture's LoRA model on CPU in fp32: the session's own where that is its placement, else a fresh
+    fp32 load (a bf16 model cast up would carry bf16 rounding into the weights)."""
+    if (hw_placement.device.type, hw_placement.dtype) == ("cpu", torch.float32):
+        return lora_model
+    from peft import LoraConfig, get_peft_model
 
-    Catalog rows 1, 10, 15: a change in loss normalisation, masking or the optimizer moves these numbers."""
-    if hw_placement.device.type != "cpu":
-        pytest.skip("the golden trajectory is recorded on CPU")
-    records = train_steps(3, learning_rate=1e-3, seed=0)
+    from homework.model_source import load_pretrained
+
+    base, _ = load_pretrained(hw_model_spec, torch.float32, torch.device("cpu"))
+    torch.manual_seed(hw_settings["seed"])  # as lora_factory seeds it
+    return get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", bias="none", r=4,
+                                           lora_alpha=16, lora_dropout=0.0, inference_mode=False)).train()
+
+
+@pytest.mark.integration
+def test_golden_three_step_trajectory(train_steps, cpu_fp32_lora_model, tolerant_snapshot):
+    """Seeded 3-step run in CPU fp32 -- on every runner, a CUDA one included (its CPU runs it); floats within
+    an absolute and a mean tolerance, environment recorded.
+
+    Catalog rows 1, 10, 15: a change in loss normalisation, masking or the optimizer moves these numbers.
+    The CUDA path's numerics are held by the per-dtype tolerances of tests/numerics.py instead."""
+    records = train_steps(3, model=cpu_fp32_lora_model, learning_rate=1e-3, seed=0)
+    assert next(cpu_fp32_lora_model.parameters()).device.type == "cpu"
     data = {
         "loss": [r.loss for r in records],
         "grad_norm": [r.grad_norm for r in records],
         "learning_rate": [r.learning_rate for r in records],
         "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "peft": peft.__version__, "device": hw_placement.describe(),
+                        "peft": peft.__version__, "device": "cpu/float32",
                         "python": platform.python_version()},
     }
     # Trainer's data order and logging differ between transformers majors: one golden file per major

@@ -6,7 +6,8 @@ import math
 import pytest
 from transformers import TrainerCallback
 
-from homework.sft import checkpoints_dir, last_complete_checkpoint, train_model
+from homework.checkpoints import checkpoints_dir, last_complete_checkpoint
+from homework.sft import train_model
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,7 @@ def test_resumed_run_ends_with_the_same_loss_as_an_uninterrupted_one(tmp_path, c
 @pytest.mark.timeout(600)
 def test_seeded_runs_reproduce_their_loss_trajectory(tmp_path, monkeypatch):
     from homework import allocator
+    from homework.device import resolve_placement
 
     tuned = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: tuned.append(1))
@@ -53,7 +55,8 @@ def test_seeded_runs_reproduce_their_loss_trajectory(tmp_path, monkeypatch):
     b = train_model(tmp_path / "b", **{**TINY, "max_steps": 3, "save_steps": 0})
     assert [r.loss for r in a.records] == [r.loss for r in b.records]
     assert all(math.isfinite(r.grad_norm) for r in a.records)
-    assert tuned == [1, 1]  # CPU training keeps freed memory (homework/allocator.py)
+    # CPU training keeps freed memory (homework/allocator.py); the CUDA caching allocator needs no help
+    assert tuned == ([1, 1] if resolve_placement().device.type == "cpu" else [])
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
@@ -90,15 +93,3 @@ def test_cli_help_lists_the_commands_and_options():
     assert proc.returncode == 0
     for option in ("--model", "--device", "--epochs", "--lr", "--rank", "--resume", "--answer-format"):
         assert option in proc.stdout
-
-
-def test_only_checkpoints_marked_complete_are_resumed_from(tmp_path):
-    from homework.trainer import COMPLETE_MARKER
-
-    for step, complete in ((3, True), (6, False)):
-        ckpt = tmp_path / f"checkpoint-{step}"
-        ckpt.mkdir()
-        (ckpt / "trainer_state.json").write_text("{}")
-        if complete:
-            (ckpt / COMPLETE_MARKER).write_text("ok")
-    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"  # checkpoint-6 was cut off mid-save

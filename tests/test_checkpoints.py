@@ -1,0 +1,47 @@
+"""Checkpoint layout, the completion marker, and which checkpoint a resume continues from."""
+
+import pytest
+
+from homework.checkpoints import COMPLETE_MARKER, checkpoint_step, checkpoints_dir, last_complete_checkpoint
+
+
+def test_checkpoints_sit_beside_the_output_directory(tmp_path):
+    assert checkpoints_dir(tmp_path / "sft_model") == tmp_path / "sft_model-checkpoints"
+
+
+@pytest.mark.parametrize("name, step", [("checkpoint-100", 100), ("checkpoint-7", 7), ("checkpoint-", None),
+                                        ("checkpoint-x1", None), ("ckpt-5", None), ("checkpoint-5-old", None)])
+def test_checkpoint_step_reads_the_number(tmp_path, name, step):
+    assert checkpoint_step(tmp_path / name) == step
+
+
+def test_unreadable_trainer_state_is_not_resumed_from(tmp_path):
+    for step, state in ((3, "{}"), (6, "{ half-written")):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text(state)
+        (ckpt / COMPLETE_MARKER).write_text("ok")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_only_checkpoints_marked_complete_are_resumed_from(tmp_path):
+    for step, complete in ((3, True), (6, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        if complete:
+            (ckpt / COMPLETE_MARKER).write_text("ok")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"  # checkpoint-6 was cut off mid-save
+
+
+@pytest.mark.parametrize("steps, newest", [((50, 100), "checkpoint-100"), ((9, 10, 2), "checkpoint-10"),
+                                           ((100, 50), "checkpoint-100")])
+def test_resume_picks_the_checkpoint_with_the_highest_step_not_the_last_name(tmp_path, steps, newest):
+    """By name, checkpoint-50 sorts after checkpoint-100; resume must continue from step 100."""
+    for step in steps:
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        (ckpt / COMPLETE_MARKER).write_text("ok")
+    assert last_complete_checkpoint(tmp_path).name == newest

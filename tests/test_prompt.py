@@ -1,0 +1,30 @@
+"""The one prompt builder: inference sees exactly the prompt that training masked (catalog row 11)."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homework.base_llm import BaseLLM
+from homework.collate import IGNORE_INDEX
+from homework.device import resolve_placement
+from homework.prompt import build_prompt, encode
+from homework.tokenization import tokenize_row
+
+# irregular whitespace (tabs, runs of spaces, newlines, unicode spaces) and non-ASCII text
+messy_questions = st.text(alphabet=st.sampled_from(list("How many g in 2.5 kg?") + [" ", "\t", "\n", "\u00a0",
+                                                                                    "\u2009", "é", "µ", "³", "→"]),
+                          min_size=1, max_size=60).filter(lambda q: q.strip())
+
+
+@given(messy_questions)
+def test_inference_prompt_text_is_the_training_prompt_text(question):
+    llm = BaseLLM.from_components(model=None, tokenizer=None, placement=resolve_placement("cpu"))
+    assert llm.format_prompt(question) == build_prompt(question)
+    assert build_prompt(question).endswith("\n") and "  " not in build_prompt(question)
+
+
+@given(messy_questions)
+def test_inference_prompt_ids_are_the_masked_training_prompt(hw_tokenizer, question):
+    llm = BaseLLM.from_components(model=None, tokenizer=hw_tokenizer, placement=resolve_placement("cpu"))
+    row = tokenize_row(hw_tokenizer, question, "<answer>1</answer>", max_length=None, pad=False)
+    n_prompt = row.labels.index(next(lab for lab in row.labels if lab != IGNORE_INDEX))
+    assert row.input_ids[:n_prompt] == encode(hw_tokenizer, llm.format_prompt(question))
