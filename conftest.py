@@ -1,14 +1,51 @@
-"""Repository-wide test settings. The fixtures and markers come from the homework pytest plugin
-(entry point `homework` in pyproject.toml), so `pip install -e .[test]` first."""
+"""Repository-wide test settings: Hypothesis profiles, this project's options (--hw-*) and the gpu tier.
+
+The SFT contract battery and the sft_* fixtures come from the homework pytest plugin (entry point
+`homework` in pyproject.toml, so `pip install -e .[test]` first); the model fixtures are in tests/conftest.py.
+"""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # ci: reproducible and free of timing flakiness; fuzz: many more examples, for a deliberate hunt.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow],
+                          print_blob=True)
 # mutants: the ci profile with fewer examples, so `nox -s mutants` fits its budget on 2 cores
 settings.register_profile("mutants", parent=settings.get_profile("ci"), max_examples=20)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("homework", "this project's model fixtures")
+    group.addoption("--hw-model", dest="hw_model", default=None,
+                    help="model for the fixtures: 'embedded' (default), a directory or a hub id (ini: hw_model)")
+    group.addoption("--hw-device", dest="hw_device", default=None,
+                    help="device for the fixtures: auto, cpu or cuda (ini: hw_device)")
+    group.addoption("--hw-seed", dest="hw_seed", type=int, default=None, help="seed for training fixtures (ini: hw_seed)")
+    parser.addini("hw_model", "default model for the homework fixtures", default="")
+    parser.addini("hw_device", "default device for the homework fixtures", default="")
+    parser.addini("hw_seed", "seed for the homework training fixtures", default="0")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("gpu: CUDA is not available (torch.cuda.is_available() is False)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    device = config.getoption("hw_device") or config.getini("hw_device") or os.environ.get("HOMEWORK_DEVICE") or "auto"
+    try:
+        from homework.device import resolve_placement
+
+        device = resolve_placement(None if device == "auto" else device).describe()
+    except Exception as exc:  # a header must never break the run
+        device = f"{device} ({type(exc).__name__})"
+    model = config.getoption("hw_model") or config.getini("hw_model") or os.environ.get("HOMEWORK_MODEL") or "embedded"
+    return f"homework: model={model} device/dtype={device}"

@@ -29,6 +29,7 @@ import copy
 import os
 import platform
 import sys
+import tempfile
 import threading
 import time
 
@@ -94,35 +95,50 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     import torch
     from transformers import default_data_collator
 
+    from .base_llm import BaseLLM
     from .collate import DynamicPaddingCollator
-    from .device import resolve_placement
-    from .sft import TokenizedDataset, TrainConfig, build_lora_model, format_example
+    from .config import TrainConfig
+    from .formats import format_example
+    from .lora import build_lora_model
+    from .recipe import build_recipe
     from .smoke import run_steps
+    from .tokenization import TokenizedDataset
 
-    torch.manual_seed(seed)
-    # one LoRA layout for all but `project`, which is TrainConfig's defaults whole (what train_model builds)
-    cfg = TrainConfig() if name == "project" else TrainConfig(fused_lora=name == "fused", **ALL_LAYERS_LORA)
-    model = build_lora_model(copy.deepcopy(base_model), cfg)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    model.train()
     padded = name == "seed"
     rows = TokenizedDataset(tokenizer, data, format_example, max_length=128, pad=padded)
-    counter = CountingCollator(default_data_collator if padded else DynamicPaddingCollator(tokenizer.pad_token_id))
-    kwargs = dict(learning_rate=2e-4, batch_size=batch_size, seed=seed, collator=counter)
-    if name == "seed":
-        kwargs.update(gradient_checkpointing=True, plain_trainer=True)
-    elif name == "dynamic":
-        kwargs.update(plain_trainer=True)
-    elif name in ("grouped", "fused"):
-        kwargs.update(group_by_length=True)
-    elif name == "project":  # as train_model resolves it for this device class
-        kwargs.update(group_by_length=resolve_placement(str(next(model.parameters()).device)).groups_by_length)
-    if name in ("fused", "project") and next(model.parameters()).device.type == "cpu":
-        from . import allocator
+    if name == "project":
+        # the shipped recipe itself (TrainConfig's defaults: layout, fused layers, device-class grouping,
+        # allocator setting), on the same rows, batch and learning rate as the other variants
+        cfg = TrainConfig(batch_size=batch_size, learning_rate=2e-4, warmup_steps=0, lr_scheduler="constant",
+                          max_steps=steps + 1, save_steps=0, seed=seed, progress=False, evaluate=False)
+        with tempfile.TemporaryDirectory(prefix="homework-bench-") as tmp:
+            recipe = build_recipe(cfg, tmp, llm=BaseLLM.from_components(base_model, tokenizer),
+                                  base_model=copy.deepcopy(base_model), dataset=rows)
+            recipe.trainer.data_collator = counter = CountingCollator(recipe.trainer.data_collator)
+            model, trainable = recipe.model, recipe.trainable_parameters()
+            with PeakRSS() as rss:
+                recipe.trainer.train()
+        records = recipe.guard.records
+    else:
+        torch.manual_seed(seed)
+        cfg = TrainConfig(fused_lora=name == "fused", **ALL_LAYERS_LORA)  # one LoRA layout for the others
+        model = build_lora_model(copy.deepcopy(base_model), cfg)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        model.train()
+        counter = CountingCollator(default_data_collator if padded else DynamicPaddingCollator(tokenizer.pad_token_id))
+        kwargs = dict(learning_rate=2e-4, batch_size=batch_size, seed=seed, collator=counter)
+        if name == "seed":
+            kwargs.update(gradient_checkpointing=True, plain_trainer=True)
+        elif name == "dynamic":
+            kwargs.update(plain_trainer=True)
+        elif name in ("grouped", "fused"):
+            kwargs.update(group_by_length=True)
+        if name == "fused" and next(model.parameters()).device.type == "cpu":
+            from . import allocator
 
-        allocator.keep_freed_memory()  # as train_model does; process-wide, so these two run last
-    with PeakRSS() as rss:
-        records = run_steps(model, tokenizer, rows, steps + 1, **kwargs)
+            allocator.keep_freed_memory()  # as the recipe does; process-wide, so fused and project run last
+        with PeakRSS() as rss:
+            records = run_steps(model, tokenizer, rows, steps + 1, **kwargs)
     timed = records[1:]
     seconds = sum(r.step_time_s for r in timed)
     # batches in step order; the first is the untimed warm-up, and the loader may prefetch one extra

@@ -11,12 +11,17 @@ CATALOG = {
     5: "pad == eos masked the real EOS: the last supervised token is not EOS, so the model never learns to stop. "
        "Mask padding by attention/position, never by pad_token_id.",
     6: "the collator rewrote the labels: use a collator that pads labels with -100 and keeps their values.",
+    7: "label_names with a PeftModel: it feeds evaluation only; check that trainer.evaluate() returns a finite eval_loss.",
     8: "frozen inputs under gradient checkpointing: the adapter receives no gradient. Call "
        "model.enable_input_require_grads() or use non-reentrant checkpointing.",
     9: "half precision: fp16/bf16 on this device gives NaN or a 40-500x slowdown on CPU. Use fp32 on CPU.",
     10: "gradient-accumulation normalization: the loss must be divided by the supervised-token count of the whole "
         "accumulated batch.",
     11: "train/inference prompt mismatch: build the prompt with one function for both.",
+    12: "right padding in batched generation: pad tokens between prompt and continuation change the output. Left-pad "
+        "prompts (with their attention mask) when generating in batches.",
+    13: "closing tag never emitted: EOS or the closing tag is not supervised, or the token budget is too small; report "
+        "unanswered apart from wrong.",
     14: "adapter save/load: the reloaded model does not match the trained one. Load with PeftModel.from_pretrained.",
     15: "weights never move: the learning rate is 0 (warmup longer than the run, or lr=0) or no parameter is trainable.",
 }

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import TrainingHealthError
+
 IGNORE_INDEX = -100
 
 
@@ -33,8 +35,10 @@ class DynamicPaddingCollator:
             width = (width + m - 1) // m * m
         for row, feat in enumerate(features):
             if all(label == IGNORE_INDEX for label in feat["labels"]):
-                raise ValueError(f"batch row {row} has no supervised label (every label is {IGNORE_INDEX}): it would "
-                                 "add 0/0 to the loss. Failure catalog row 2: drop or fix the row before training.")
+                raise TrainingHealthError(
+                    f"batch row {row} has no supervised label (every label is {IGNORE_INDEX}): it would add 0/0 to the "
+                    "loss. Failure catalog row 2: drop or fix the row before training (the pre-flight scan lists them).",
+                    catalog_row=2)
         n = len(features)
         input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((n, width), dtype=torch.long)

@@ -33,50 +33,41 @@ def _timed(name: str, fn, checks: list[Check]):
 def run_doctor(model: str | None = None, device: str | None = None, train_file: str = "train", steps: int = 3,
                rows: int = 64, out=sys.stdout) -> int:
     import torch
-    from transformers import set_seed
 
     from . import faults
     from .base_llm import BaseLLM
-    from .data import Dataset
-    from .health import enforce_preflight, preflight_scan
+    from .config import TrainConfig
     from .prompt import encode, prompt_ids
-    from .sft import TokenizedDataset, TrainConfig, build_lora_model, format_example
-    from .smoke import run_steps
+    from .recipe import build_recipe, run_preflight, tokenized_rows
 
     checks: list[Check] = []
     state: dict = {}
-    cfg = TrainConfig(model=model, device=device, train_file=train_file, lora_rank=8)
+    # The shipped recipe, shortened: the first `rows` training rows, `steps` steps, no checkpoints.
+    cfg = TrainConfig(model=model, device=device, train_file=train_file, limit=rows, max_steps=steps, save_steps=0,
+                      warmup_steps=0, evaluate=False, progress=False)
     faults.apply_to_config(cfg)
-    set_seed(0)
+    tmp = tempfile.TemporaryDirectory(prefix="homework-doctor-")
 
     def load():
         state["llm"] = llm = BaseLLM(cfg.model, cfg.device)
         return f"{llm.model_spec.describe()} on {llm.placement.describe()}"
 
     def data():
-        ds = Dataset(cfg.train_file)
-        ds.data = ds.data[:rows]
-        state["tok"] = tok = TokenizedDataset(state["llm"].tokenizer, ds, format_example, max_length=cfg.max_length,
-                                              pad=False)
-        faults.apply_to_rows(tok.rows, state["llm"].tokenizer.eos_token_id)
-        state["source"] = str(ds.path)
-        return f"{len(tok)} rows tokenized from {ds.path}"
+        state["tok"] = tok = tokenized_rows(cfg, state["llm"].tokenizer)
+        return f"{len(tok)} rows tokenized from {tok.source}"
 
     def preflight():
         llm = state["llm"]
-        state["model"] = m = build_lora_model(copy.deepcopy(llm.model), cfg)
-        faults.apply_to_model(m)
-        dtype = next(p.dtype for p in m.parameters())
-        tok = state["tok"]
-        findings = preflight_scan(llm.tokenizer, tok, model=m, device=llm.device, dtype=dtype,
-                                  source=state["source"], questions=tok.questions, answers=tok.answers)
-        warnings = enforce_preflight(findings, state["source"])
-        return f"{len(tok)} rows clean" + (f", {len(warnings)} warning(s)" if warnings else "")
+        state["recipe"] = recipe = build_recipe(cfg, tmp.name, llm=llm, base_model=copy.deepcopy(llm.model),
+                                                dataset=state["tok"])
+        state["model"] = recipe.model
+        warnings = run_preflight(recipe)
+        return f"{len(state['tok'])} rows clean" + (f", {len(warnings)} warning(s)" if warnings else "")
 
     def smoke():
-        recs = run_steps(state["model"], state["llm"].tokenizer, state["tok"], steps,
-                         learning_rate=cfg.learning_rate if cfg.learning_rate == 0 else 2e-4, batch_size=4)
-        state["records"] = recs
+        recipe = state["recipe"]
+        recipe.trainer.train()
+        recs = state["records"] = recipe.guard.records
         return ", ".join(f"step {r.step}: loss {r.loss:.3f} grad {r.grad_norm:.2f}" for r in recs)
 
     def roundtrip():
@@ -121,6 +112,7 @@ def run_doctor(model: str | None = None, device: str | None = None, train_file: 
             continue
         ok = _timed(name, fn, checks)
     total = time.perf_counter() - t0
+    tmp.cleanup()
     width = max(len(c.name) for c in checks)
     print(f"{'check':<{width}}  result  seconds  detail", file=out)
     for c in checks:

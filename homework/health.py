@@ -45,6 +45,26 @@ class StepRecord:
         return d
 
 
+def step_problem(record: StepRecord, warmup_steps: int = 0) -> tuple[int, str] | None:
+    """The one definition of an unhealthy optimizer step: (failure catalog row, what is wrong), or None.
+
+    The live guard, the assertion helper (`assert_training_healthy`, the plugin's fixture) and the
+    plugin's terminal summary all judge a step by this function."""
+    if not math.isfinite(record.loss):
+        return 1, f"the loss is {record.loss}"
+    if record.loss == 0.0:
+        return 2, "the loss is exactly 0.0, which a real cross-entropy never is (nothing supervised, or NaN masked)"
+    if record.loss < 0:
+        return 2, f"the loss is {record.loss}: a cross-entropy is never negative"
+    if not math.isfinite(record.grad_norm):
+        return 1, f"the gradient norm is {record.grad_norm}"
+    if record.grad_norm == 0:
+        return 8, "the gradient norm is exactly 0: no trainable parameter received a gradient"
+    if not record.learning_rate > 0 and record.step > warmup_steps:
+        return 15, f"the learning rate is still {record.learning_rate} after {warmup_steps} warmup steps"
+    return None
+
+
 def trainable_grad_norm(model) -> float:
     norms = [p.grad.detach().float().norm() for p in model.parameters() if p.requires_grad and p.grad is not None]
     if not norms:
@@ -119,14 +139,9 @@ class HealthGuard(TrainerCallback):
         rec = StepRecord(step, loss, grad, lr, sup or None, real or None, elapsed, logs.get("epoch"))
         self.records.append(rec)
         self._pending_tokens = [0, 0]
-        if not math.isfinite(loss):
-            self._fail(1, f"the loss is {loss}", step)
-        if loss == 0.0:
-            self._fail(2, "the loss is exactly 0.0, which a real cross-entropy never is (nothing supervised, or NaN masked)", step)
-        if not math.isfinite(grad):
-            self._fail(1, f"the gradient norm is {grad}", step)
-        if lr == 0.0 and step > self._warmup_steps:
-            self._fail(15, f"the learning rate is still 0 after {self._warmup_steps} warmup steps", step)
+        problem = step_problem(rec, self._warmup_steps)
+        if problem:
+            self._fail(*problem, step)
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.verbose_epochs and self.records:
@@ -250,15 +265,9 @@ def assert_training_healthy(records, *, require_progress: bool = False) -> None:
     if not recs:
         raise AssertionError("no training steps were recorded; " + explain(15))
     for r in recs:
-        if not math.isfinite(r.loss):
-            raise AssertionError(f"step {r.step}: loss {r.loss}. " + explain(1))
-        if r.loss <= 0:
-            raise AssertionError(f"step {r.step}: loss {r.loss} <= 0. " + explain(2))
-        if not math.isfinite(r.grad_norm):
-            raise AssertionError(f"step {r.step}: grad_norm {r.grad_norm}. " + explain(1))
-        if r.grad_norm == 0:
-            raise AssertionError(f"step {r.step}: grad_norm is 0. " + explain(8))
-        if not r.learning_rate > 0:
-            raise AssertionError(f"step {r.step}: learning_rate {r.learning_rate}. " + explain(15))
+        problem = step_problem(r)
+        if problem:
+            row, what = problem
+            raise AssertionError(f"step {r.step}: {what}. " + explain(row))
     if require_progress and len(recs) > 1 and not recs[-1].loss < recs[0].loss:
         raise AssertionError(f"loss did not fall: {recs[0].loss:.4f} -> {recs[-1].loss:.4f}. " + explain(15))

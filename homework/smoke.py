@@ -1,4 +1,6 @@
-"""A few real optimizer steps with the guard: shared by `doctor`, the pytest plugin and the benchmark."""
+"""A few real optimizer steps with the guard, on an already-adapted model: for the benchmark's variants
+and for tests that vary one setting (batch, accumulation, checkpointing). Its TrainingArguments and
+trainer come from the recipe, like every other run's."""
 
 from __future__ import annotations
 
@@ -16,31 +18,24 @@ def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float
 
     The guard raises TrainingHealthError at the first unhealthy step unless guard=False.
     """
-    from transformers import Trainer, TrainingArguments, set_seed
+    import torch
+    from transformers import set_seed
 
-    from .compat import checkpointing_args
-    from .trainer import SupervisedTrainer
+    from .config import TrainConfig
+    from .device import Placement
+    from .recipe import build_trainer, training_arguments
 
     set_seed(seed)
     if gradient_checkpointing:
         model.enable_input_require_grads()
     health = HealthGuard(stop=guard)
+    cfg = TrainConfig(learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
+                      warmup_steps=warmup_steps, lr_scheduler="constant_with_warmup" if warmup_steps else "constant",
+                      max_steps=steps, save_steps=0, progress=False)
+    placement = Placement(next(model.parameters()).device, torch.bfloat16 if bf16 else torch.float32)
     with tempfile.TemporaryDirectory(prefix="homework-steps-") as tmp:
-        args = TrainingArguments(
-            output_dir=output_dir or tmp, max_steps=steps, per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=grad_accum, learning_rate=learning_rate, warmup_steps=warmup_steps,
-            lr_scheduler_type="constant_with_warmup" if warmup_steps else "constant",
-            logging_steps=1, logging_nan_inf_filter=False, save_strategy="no", report_to="none", seed=seed,
-            data_seed=seed, use_cpu=next(model.parameters()).device.type == "cpu", disable_tqdm=True,
-            bf16=bf16, remove_unused_columns=False, dataloader_num_workers=0,
-            **checkpointing_args(gradient_checkpointing),
-        )
-        collator = collator or DynamicPaddingCollator(tokenizer.pad_token_id)
-        if plain_trainer:
-            trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                              callbacks=[health])
-        else:
-            trainer = SupervisedTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                                        callbacks=[health], health_guard=health, group_by_length=group_by_length)
+        args = training_arguments(cfg, output_dir or tmp, placement, gradient_checkpointing)
+        trainer = build_trainer(model, args, dataset, collator or DynamicPaddingCollator(tokenizer.pad_token_id),
+                                guard=health, plain=plain_trainer, group_by_length=group_by_length)
         trainer.train()
     return health.records

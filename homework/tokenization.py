@@ -57,3 +57,59 @@ def tokenize_row(tokenizer, question: str, answer: str, max_length: int | None =
         labels += [IGNORE_INDEX] * extra  # by position: pad_id may equal EOS (catalog row 5)
         mask += [0] * extra
     return TokenizedRow(ids, mask, labels)
+
+
+def tokenize(tokenizer, question: str, answer: str, max_length: int | None = DEFAULT_MAX_LENGTH,
+             pad: bool = True) -> dict[str, list[int]]:
+    """input_ids/attention_mask/labels for one example; only `answer` + EOS are supervised."""
+    return tokenize_row(tokenizer, question, answer, max_length=max_length, pad=pad).as_dict()
+
+
+class TokenizedDataset:
+    """Tokenizes every row up front, so bad rows are refused before training starts (format_fn: the
+    course's format_example unless given).
+
+    pad=True (default) pads every row to max_length, which `default_data_collator` needs (the seed
+    recipe); pad=False leaves rows ragged for DynamicPaddingCollator (what train_model uses).
+    """
+
+    def __init__(self, tokenizer, data, format_fn=None, max_length: int | None = DEFAULT_MAX_LENGTH,
+                 pad: bool = True):
+        from .formats import format_example
+
+        self.tokenizer = tokenizer
+        self.data = data
+        self.format_fn = format_fn = format_fn or format_example
+        self.source = str(getattr(data, "path", "") or "") or None
+        self.questions: list[str] = []
+        self.answers: list[str] = []
+        self.rows: list[dict] = []
+        too_long = []
+        for i in range(len(data)):
+            formatted = format_fn(*data[i])
+            try:
+                row = tokenize(tokenizer, formatted["question"], formatted["answer"], max_length=max_length, pad=pad)
+            except AnswerDoesNotFit as exc:
+                too_long.append((i, exc))
+                continue
+            self.questions.append(formatted["question"])
+            self.answers.append(formatted["answer"])
+            self.rows.append(row)
+        if too_long:
+            where = self.source or "the dataset"
+            listed = "\n".join(
+                f"  {where}, row {i}: prompt {e.prompt_tokens} + answer {e.answer_tokens} tokens > max_length={e.max_length}"
+                for i, e in too_long[:8]
+            )
+            more = f"\n  (+{len(too_long) - 8} more rows)" if len(too_long) > 8 else ""
+            raise DataError(
+                f"{len(too_long)} row(s) cannot fit their answer in max_length={max_length}; training on them would "
+                f"supervise nothing (failure catalog row 3):\n{listed}{more}\n"
+                "Fix: shorten or remove those questions, or raise max_length."
+            )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: int) -> dict[str, list[int]]:
+        return self.rows[idx]

@@ -1,4 +1,4 @@
-"""Shared test helpers. Model fixtures (hw_tokenizer, lora_model, train_steps, ...) come from the plugin."""
+"""Shared test helpers and this project's model fixtures (hw_tokenizer, hw_base_model, lora_model, train_steps, ...)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,118 @@ def on_device_of(model, batch):
     if isinstance(batch, dict):
         return {k: v.to(device) for k, v in batch.items()}
     return batch.to(device)
+
+
+# --------------------------------------------------------------------------- model fixtures
+
+
+@pytest.fixture(scope="session")
+def hw_settings(pytestconfig) -> dict:
+    def pick(opt: str):
+        value = pytestconfig.getoption(opt)
+        return value if value is not None else (pytestconfig.getini(opt) or None)
+
+    return {"model": pick("hw_model") or CALLER_ENV.get("HOMEWORK_MODEL") or "embedded",
+            "device": pick("hw_device") or CALLER_ENV.get("HOMEWORK_DEVICE") or "auto",
+            "seed": int(pick("hw_seed") or 0)}
+
+
+@pytest.fixture(scope="session")
+def hw_placement(hw_settings):
+    from homework.device import resolve_placement
+
+    return resolve_placement(None if hw_settings["device"] == "auto" else hw_settings["device"])
+
+
+@pytest.fixture(scope="session")
+def hw_model_spec(hw_settings):
+    from homework.model_source import resolve_model
+
+    return resolve_model(hw_settings["model"])
+
+
+@pytest.fixture(scope="session")
+def hw_tokenizer(hw_model_spec):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(hw_model_spec.location)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+@pytest.fixture(scope="session")
+def hw_base_model(hw_model_spec, hw_placement):
+    """The base model, loaded once per session. Do not train it in place: use `lora_model`."""
+    from homework.model_source import load_pretrained
+
+    model, _ = load_pretrained(hw_model_spec, hw_placement.dtype, hw_placement.device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture
+def lora_factory(hw_base_model, hw_settings):
+    """Fresh peft LoRA models over a copy of the base model: lora_factory(r=4, alpha=16), seeded alike."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    def make(r: int = 4, alpha: int = 16, target_modules="all-linear"):
+        torch.manual_seed(hw_settings["seed"])
+        cfg = LoraConfig(task_type="CAUSAL_LM", target_modules=target_modules, bias="none", r=r, lora_alpha=alpha,
+                         lora_dropout=0.0, inference_mode=False)
+        model = get_peft_model(copy.deepcopy(hw_base_model), cfg)
+        model.train()
+        return model
+
+    return make
+
+
+@pytest.fixture
+def lora_model(lora_factory):
+    """A fresh LoRA model (r=4, alpha=16, all linear layers) for this test."""
+    return lora_factory()
+
+
+@pytest.fixture(scope="session")
+def hw_train_rows(hw_tokenizer):
+    """The first 64 training rows in the course's number format, tokenized for dynamic padding."""
+    from homework.data import Dataset
+    from homework.sft import TokenizedDataset, format_example
+
+    ds = Dataset("train")
+    ds.data = ds.data[:64]
+    return TokenizedDataset(hw_tokenizer, ds, format_example, pad=False)
+
+
+@pytest.fixture
+def train_steps(request, lora_model, hw_tokenizer, hw_train_rows, hw_settings):
+    """train_steps(n=3, **run_steps options) -> per-step records, shown in the plugin's "training health" summary.
+
+    Pass guard=False to get the records of an unhealthy run instead of an error."""
+    from homework.pytest_plugin import record_steps
+    from homework.smoke import run_steps
+
+    def run(n: int = 3, **kwargs):
+        kwargs.setdefault("seed", hw_settings["seed"])
+        model = kwargs.pop("model", lora_model)
+        dataset = kwargs.pop("dataset", hw_train_rows)
+        records = run_steps(model, hw_tokenizer, dataset, n, **kwargs)
+        record_steps(request.config, request.node.nodeid, records)
+        return records
+
+    return run
+
+
+@pytest.fixture
+def training_health():
+    from homework.health import assert_training_healthy
+
+    return assert_training_healthy
 
 
 pytest_plugins = ["pytester"]

@@ -7,7 +7,7 @@ import pytest
 
 from homework.bench import GAINS, VARIANTS, CountingCollator, PeakRSS, main
 from homework.collate import DynamicPaddingCollator
-from homework.sft import TrainConfig
+from homework.config import TrainConfig
 
 
 def test_counting_collator_counts_real_tokens():

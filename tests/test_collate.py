@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from homework.collate import IGNORE_INDEX, DynamicPaddingCollator
+from homework.errors import TrainingHealthError
 
 PAD = EOS = 2  # SmolLM2: pad == eos == 2, so padding must be decided by position
 ALPHABET = st.sampled_from([0, 1, PAD, 3, 4, 49151])
@@ -81,8 +82,9 @@ def test_a_row_with_no_supervised_token_is_refused(batch, where, ids):
     """Catalog row 2: a row whose labels are all -100 would add 0/0; the collator names it instead."""
     where = where % (len(batch) + 1)
     bad = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [IGNORE_INDEX] * len(ids)}
-    with pytest.raises(ValueError, match=f"batch row {where} has no supervised label"):
+    with pytest.raises(TrainingHealthError, match=f"batch row {where} has no supervised label") as err:
         DynamicPaddingCollator(PAD)(batch[:where] + [bad] + batch[where:])
+    assert err.value.catalog_row == 2
 
 
 @given(batches, st.integers(1, 16))

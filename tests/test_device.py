@@ -2,8 +2,9 @@
 
 import torch
 
+from homework.cli import build_parser
+from homework.config import TrainConfig
 from homework.device import Placement
-from homework.sft import TrainConfig, build_parser
 
 
 def test_length_grouping_default_follows_the_device_class():

@@ -164,8 +164,9 @@ def test_fused_real_model_gives_peft_loss_and_gradients(lora_factory, hw_tokeniz
 @pytest.mark.integration
 @pytest.mark.parametrize("fused", [True, False])
 def test_train_models_lora_layers_are_fused_by_default(hw_base_model, fused):
+    from homework.config import TrainConfig
     from homework.fused_lora import FUSED_ATTR
-    from homework.sft import TrainConfig, build_lora_model
+    from homework.lora import build_lora_model
 
     cfg = TrainConfig(fused_lora=fused)
     model = build_lora_model(copy.deepcopy(hw_base_model), cfg)

@@ -73,8 +73,8 @@ def test_shipped_defaults_reach_the_peak_learning_rate_well_inside_the_run():
 
     from transformers import get_scheduler
 
+    from homework.config import TrainConfig
     from homework.data import Dataset
-    from homework.sft import TrainConfig
 
     cfg = TrainConfig()
     steps = cfg.max_steps if cfg.max_steps > 0 else \
@@ -97,6 +97,29 @@ def test_zero_lr_during_warmup_is_allowed():
     guard._warmup_steps = 3
     _log(guard, 1, loss=2.0, grad_norm=1.0, learning_rate=0.0)
     assert guard.records[0].learning_rate == 0.0
+
+
+@pytest.mark.parametrize("record", [
+    StepRecord(2, float("nan"), 1.0, 1e-3), StepRecord(2, 0.0, 1.0, 1e-3), StepRecord(2, -0.5, 1.0, 1e-3),
+    StepRecord(2, 2.0, float("inf"), 1e-3), StepRecord(2, 2.0, 0.0, 1e-3), StepRecord(2, 2.0, 1.0, 0.0),
+], ids=["nan-loss", "zero-loss", "negative-loss", "inf-grad", "zero-grad", "zero-lr"])
+def test_guard_helper_and_summary_share_one_definition_of_a_healthy_step(record):
+    """Issue 14: the live guard, the assertion helper and the plugin's summary judge a step alike (the live
+    guard used to let an all-zero gradient through)."""
+    from homework.health import step_problem
+    from homework.pytest_plugin import summary_line
+
+    row, what = step_problem(record)
+    guard = HealthGuard()
+    _log(guard, 1, loss=2.5, grad_norm=1.0, learning_rate=1e-3)
+    with pytest.raises(TrainingHealthError) as err:
+        _log(guard, 2, loss=record.loss, grad_norm=record.grad_norm, learning_rate=record.learning_rate)
+    assert err.value.catalog_row == row and what in str(err.value)
+    with pytest.raises(AssertionError, match=f"row {row}"):
+        assert_training_healthy([record])
+    assert summary_line("t::x", [record]).startswith("BAD") and f"catalog row {row}" in summary_line("t::x", [record])
+    good = StepRecord(2, 2.0, 1.0, 1e-3)
+    assert step_problem(good) is None and summary_line("t::x", [good]).startswith("ok")
 
 
 def test_batch_with_no_supervised_token_stops_before_the_step():
@@ -241,8 +264,9 @@ def test_all_masked_batch_stops_before_the_first_update(lora_model, train_steps,
     for r in rows:
         r["labels"] = [IGNORE_INDEX] * len(r["labels"])
     before = {n: p.detach().clone() for n, p in lora_model.named_parameters() if "lora_" in n}
-    with pytest.raises(TrainingHealthError, match="no token in this batch is supervised"):
+    with pytest.raises(TrainingHealthError, match="no supervised label") as err:  # refused by the collator
         train_steps(3, dataset=rows, batch_size=4)
+    assert err.value.catalog_row == 2
     assert all(torch.equal(before[n], p) for n, p in lora_model.named_parameters() if "lora_" in n)
 
 

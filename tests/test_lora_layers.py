@@ -1,11 +1,12 @@
-"""`--lora-layers N` (homework.sft.lora_target_modules): LoRA on the last N decoder layers only, so
+"""`--lora-layers N` (homework.lora.lora_target_modules): LoRA on the last N decoder layers only, so
 backpropagation stops at the lowest adapted layer. On a tiny random Llama: fast, no model files."""
 
 import pytest
 import torch
 
+from homework.config import TrainConfig, saved_train_config
 from homework.errors import HomeworkError
-from homework.sft import TrainConfig, build_lora_model, lora_target_modules, saved_train_config
+from homework.lora import build_lora_model, lora_target_modules
 
 N_LAYERS = 4
 
@@ -53,13 +54,13 @@ def test_a_model_without_a_layer_list_is_a_clear_error():
 
 @pytest.mark.parametrize(("text", "parsed"), [("all", None), ("15", 15)])
 def test_the_cli_takes_a_count_or_all(text, parsed):
-    from homework.sft import build_parser
+    from homework.cli import build_parser
 
     assert build_parser().parse_args(["train", "--lora-layers", text]).lora_layers == parsed
 
 
 def test_the_cli_refuses_anything_else(capsys):
-    from homework.sft import build_parser
+    from homework.cli import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--lora-layers", "top"])

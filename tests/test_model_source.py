@@ -26,6 +26,19 @@ def _fake_cache_dir(directory, special_tokens=None, recorded=None):
                                                      "special_tokens": recorded or ms.EXPECTED_SPECIAL_TOKENS}))
 
 
+def _fake_rebuilds(monkeypatch) -> list:
+    """Replace the (minute-long) conversion by writing a good fake cache; returns the rebuilt targets."""
+    rebuilt = []
+
+    def fake_build(target):
+        shutil.rmtree(target)
+        _fake_cache_dir(target)
+        rebuilt.append(target)
+
+    monkeypatch.setattr(ms, "_build_embedded", fake_build)
+    return rebuilt
+
+
 def test_cache_hit_returns_the_directory_without_building(tmp_path, monkeypatch):
     monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
     _fake_cache_dir(ms.embedded_dir())
@@ -47,14 +60,7 @@ def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, monkeypatch, damage, wo
     _fake_cache_dir(target)
     damage(target)
     assert words in ms.verify_cache_dir(target)
-    rebuilt = []
-
-    def fake_build(t):
-        shutil.rmtree(t)
-        _fake_cache_dir(t)
-        rebuilt.append(t)
-
-    monkeypatch.setattr(ms, "_build_embedded", fake_build)
+    rebuilt = _fake_rebuilds(monkeypatch)
     assert ms.ensure_embedded_model() == target and rebuilt == [target]
     assert ms.verify_cache_dir(target) is None
 
@@ -72,14 +78,7 @@ def test_cache_whose_tokenizer_disagrees_with_the_gguf_is_refused_and_rebuilt(tm
     target = ms.embedded_dir()
     _fake_cache_dir(target, special_tokens=declared, recorded=recorded)
     assert words in ms.verify_cache_dir(target)
-    rebuilt = []
-
-    def fake_build(t):
-        shutil.rmtree(t)
-        _fake_cache_dir(t)
-        rebuilt.append(t)
-
-    monkeypatch.setattr(ms, "_build_embedded", fake_build)
+    rebuilt = _fake_rebuilds(monkeypatch)
     assert ms.ensure_embedded_model() == target and rebuilt == [target]
     assert ms.verify_cache_dir(target) is None
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from homework.base_llm import BaseLLM
 from homework.collate import IGNORE_INDEX, DynamicPaddingCollator
+from homework.numerics import tolerance_for
 from homework.prompt import encode
 from tests.conftest import REPO, on_device_of, run_cli
-from tests.numerics import tolerance_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,55 +122,22 @@ def test_inference_prompt_equals_training_prompt(hw_base_model, hw_tokenizer, hw
         assert row["input_ids"][:n_prompt] == infer
 
 
-def _greedy_with_margins(llm, prompt: str, max_new_tokens: int):
-    """One prompt alone, greedily: its generated ids and, per step, the gap between the top two logits."""
-    ids = torch.tensor([encode(llm.tokenizer, prompt)], device=llm.device)
-    with torch.inference_mode():
-        out = llm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, temperature=None, top_p=None, top_k=None, output_logits=True,
-                                 return_dict_in_generate=True, eos_token_id=llm.tokenizer.eos_token_id,
-                                 pad_token_id=llm.tokenizer.pad_token_id)
-    top2 = [step[0].float().topk(2).values for step in out.logits]
-    return out.sequences[0, ids.shape[1]:].tolist(), [float(t[0] - t[1]) for t in top2]
-
-
-def first_divergence(batched_text: str, single_ids: list[int], tokenizer) -> int | None:
-    """The first generated step at which a batched text leaves the one-by-one ids; None when it never does.
-
-    Stopping counts: a batched text that goes on where the one-by-one run emitted EOS diverged at that step.
-    """
-    for k, token in enumerate(single_ids):
-        if token == tokenizer.eos_token_id:
-            return None if batched_text == tokenizer.decode(single_ids[:k]) else k
-        if not batched_text.startswith(tokenizer.decode(single_ids[:k + 1], skip_special_tokens=True)):
-            return k
-    return None if batched_text == tokenizer.decode(single_ids, skip_special_tokens=True) else len(single_ids)
-
-
 def test_batched_greedy_generation_equals_one_by_one(hw_base_model, hw_tokenizer, hw_placement):
-    """Catalog row 12: left padding makes batched output independent of the batch.
+    """Catalog row 12: left padding makes batched output independent of the batch -- judged by the contract's
+    check (exact in fp32; in bf16 a divergence only where the top-two logits were within tolerance)."""
+    from homework.contract import SFTContract, check_batched_generation
 
-    In fp32 the texts are equal. In bf16 a different batch shape can round a near-tie the other way, so
-    there the batched text must follow the one-by-one ids up to a step whose top-two logits were within
-    the bf16 tolerance (tests/numerics.py) -- a padding bug diverges at confident steps and still fails.
-    """
     llm = BaseLLM.from_components(hw_base_model, hw_tokenizer)
-    prompts = [llm.format_prompt(q) for q in ["How many grams are in 3 kg?", "Convert 2 hours to minutes.",
-                                               "What is 1 mile in feet, approximately, for a long run?", "5 m in cm?"]]
-    batched = llm.batched_generate(prompts, max_new_tokens=12)
-    single = [llm.generate(p, max_new_tokens=12) for p in prompts]
-    tol = tolerance_for(hw_placement.dtype)
-    for prompt, text in zip(prompts, batched):
-        ids, margins = _greedy_with_margins(llm, prompt, 12)
-        step = first_divergence(text, ids, hw_tokenizer)
-        if step is not None:
-            assert step < len(margins) and margins[step] < tol.greedy_margin, (
-                f"batched output left the one-by-one output at step {step} (margin "
-                f"{margins[step] if step < len(margins) else 'end'}): {text!r} vs {hw_tokenizer.decode(ids)!r}")
-    if hw_placement.dtype == torch.float32:
-        assert batched == single
+    questions = ["How many grams are in 3 kg?", "Convert 2 hours to minutes.",
+                 "What is 1 mile in feet, approximately, for a long run?", "5 m in cm?"]
+    contract = SFTContract(tokenizer=hw_tokenizer, examples=[(q, "") for q in questions],
+                           make_model=lambda: hw_base_model, format_prompt=llm.format_prompt, tokenize=None,
+                           collate=None, generate=lambda m, prompts, n: llm.batched_generate(prompts, max_new_tokens=n))
+    check_batched_generation(contract, hw_base_model, questions, max_new_tokens=12)
+    batched = llm.batched_generate([llm.format_prompt(q) for q in questions], max_new_tokens=12)
     assert len(set(batched)) > 1  # the prompts really produced different continuations
-    multi = llm.batched_generate(prompts[:2], num_return_sequences=2, temperature=0.7, max_new_tokens=4)
+    multi = llm.batched_generate([llm.format_prompt(q) for q in questions[:2]], num_return_sequences=2,
+                                 temperature=0.7, max_new_tokens=4)
     assert len(multi) == 2 and all(len(m) == 2 for m in multi)
 
 

@@ -58,7 +58,7 @@ def test_golden_three_step_trajectory(train_steps, cpu_fp32_lora_model, tolerant
     an absolute and a mean tolerance, environment recorded.
 
     Catalog rows 1, 10, 15: a change in loss normalisation, masking or the optimizer moves these numbers.
-    The CUDA path's numerics are held by the per-dtype tolerances of tests/numerics.py instead."""
+    The CUDA path's numerics are held by the per-dtype tolerances of homework/numerics.py instead."""
     records = train_steps(3, model=cpu_fp32_lora_model, learning_rate=1e-3, seed=0)
     assert next(cpu_fp32_lora_model.parameters()).device.type == "cpu"
     data = {

@@ -1,0 +1,21 @@
+"""Answer formats by name: the course's number format and the expression format (expression_format.py)."""
+
+from __future__ import annotations
+
+from .answers import wrap_answer
+from .errors import HomeworkError
+
+
+def format_example(question: str, answer: float) -> dict[str, str]:
+    """The course's formatter: the answer rounded to 4 significant digits inside <answer> tags."""
+    return {"question": question, "answer": wrap_answer(answer)}
+
+
+def answer_formatter(name: str):
+    """The format_fn for an answer format name."""
+    from .expression_format import format_example_expression
+
+    formats = {"number": format_example, "expression": format_example_expression}
+    if name not in formats:
+        raise HomeworkError(f"unknown answer format {name!r}: choose from {', '.join(formats)}")
+    return formats[name]

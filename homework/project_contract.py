@@ -1,0 +1,59 @@
+"""This project's own SFT contract: the shipped default recipe, for the plugin's battery.
+
+pytest.ini names it (`sft_contract = homework.project_contract:contract`), so `pytest -m "not slow"` runs
+the battery -- 3 real optimizer steps included -- on exactly what `python -m homework.sft train` trains:
+its LoRA layout, answer format, fused layers, trainer, sampler and TrainingArguments.
+"""
+
+from __future__ import annotations
+
+EXAMPLES = 48  # rows of data/train.json the battery draws from: three steps of the default batch of 16
+
+
+def contract(model: str | None = None, device: str | None = None):
+    import copy
+    import dataclasses
+
+    import torch
+
+    from .base_llm import BaseLLM
+    from .collate import DynamicPaddingCollator
+    from .config import TrainConfig
+    from .contract import SFTContract
+    from .data import Dataset
+    from .formats import answer_formatter
+    from .health import HealthGuard
+    from .lora import build_lora_model
+    from .recipe import build_trainer, training_arguments
+    from .tokenization import tokenize_row
+
+    # the shipped defaults; only the schedule is shortened (no warm-up in a 3-step run) and nothing is saved
+    cfg = TrainConfig(model=model, device=device, warmup_steps=0, save_steps=0, progress=False, evaluate=False)
+    llm = BaseLLM(cfg.model, cfg.device)
+    tok, placement = llm.tokenizer, llm.placement
+    base = llm.model
+    for p in base.parameters():
+        p.requires_grad_(False)
+    formatter = answer_formatter(cfg.answer_format)
+    examples = [(f["question"], f["answer"]) for f in (formatter(q, a) for q, a in Dataset(cfg.train_file).data[:EXAMPLES])]
+    group = placement.groups_by_length if cfg.group_by_length is None else cfg.group_by_length
+
+    def make_model():
+        torch.manual_seed(cfg.seed)
+        return build_lora_model(copy.deepcopy(base), cfg)
+
+    def make_trainer(model, dataset, output_dir, steps):
+        args = training_arguments(dataclasses.replace(cfg, max_steps=steps), output_dir, placement)
+        return build_trainer(model, args, dataset, DynamicPaddingCollator(tok.pad_token_id),
+                             guard=HealthGuard(stop=False), group_by_length=group)
+
+    def generate(model, prompts, max_new_tokens):
+        return BaseLLM.from_components(model, tok, placement).batched_generate(prompts, max_new_tokens=max_new_tokens)
+
+    return SFTContract(
+        tokenizer=tok, examples=examples, make_model=make_model, format_prompt=llm.format_prompt,
+        tokenize=lambda q, a: tokenize_row(tok, q, a, max_length=cfg.max_length, pad=False).as_dict(),
+        collate=DynamicPaddingCollator(tok.pad_token_id), make_trainer=make_trainer, generate=generate,
+        make_base_model=lambda: copy.deepcopy(base), learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+        name="homework (shipped default recipe)",
+    )
