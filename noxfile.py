@@ -93,3 +93,67 @@ def bench(session):
     """Seed recipe vs this project's trainer, figures printed and written to bench.json."""
     install(session)
     session.run("python", "-m", "homework.bench", "--json", "bench.json", *session.posargs)
+
+
+PROPERTY_TESTS = ["tests/test_tokenization.py", "tests/test_collate.py", "tests/test_answers.py",
+                  "tests/test_expression_format.py", "tests/test_sampling.py", "tests/test_prompt.py",
+                  "tests/test_data.py"]
+
+
+@nox.session
+def fuzz(session):
+    """The property tests with many more examples (profile `fuzz`) and a random seed, printed first;
+    `nox -s fuzz -- SEED` replays one. CI keeps the derandomized `ci` profile."""
+    import random
+
+    install(session)
+    seed = session.posargs[0] if session.posargs and session.posargs[0].isdigit() else str(random.randrange(2**32))
+    session.log(f"fuzz seed {seed} (replay: nox -s fuzz -- {seed})")
+    try:
+        session.run("pytest", "-p", "no:cacheprovider", f"--hypothesis-seed={seed}", "-m", "not integration",
+                    *PROPERTY_TESTS, env={"HYPOTHESIS_PROFILE": "fuzz"})
+    except nox.command.CommandFailed:
+        session.error(f"a property failed under fuzz seed {seed}: replay with nox -s fuzz -- {seed}")
+
+
+EQUIVALENT_MUTANTS = Path("tests/mutants-equivalent.txt")
+
+
+def mutation_scores(results: str, equivalent: set[str]) -> dict[str, dict[str, int]]:
+    """Per module: killed (a test failed or timed out), survived, untested and listed-equivalent mutants."""
+    scores: dict[str, dict[str, int]] = {}
+    for line in results.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if not name.startswith("homework."):
+            continue
+        module = name.split(".")[1]
+        row = scores.setdefault(module, {"killed": 0, "survived": 0, "untested": 0, "equivalent": 0})
+        if name in equivalent:
+            row["equivalent"] += 1
+        elif status in ("killed", "timeout"):
+            row["killed"] += 1
+        elif status == "no tests":
+            row["untested"] += 1
+        else:
+            row["survived"] += 1
+    return scores
+
+
+@nox.session
+def mutants(session):
+    """mutmut over the modules where a silent bug costs a training run ([tool.mutmut] in pyproject.toml),
+    against the fast tests that cover them; prints the score per module. A survivor is either killed by a
+    new test or listed with its reason in tests/mutants-equivalent.txt."""
+    install(session)
+    session.install("mutmut==3.8.1")
+    session.run("mutmut", "run", "--max-children", "2", *session.posargs, env={"HYPOTHESIS_PROFILE": "mutants"})
+    results = session.run("mutmut", "results", "--all", "true", silent=True) or ""
+    equivalent = {line.split()[0] for line in EQUIVALENT_MUTANTS.read_text().splitlines()
+                  if line.strip() and not line.startswith("#")} if EQUIVALENT_MUTANTS.is_file() else set()
+    scores = mutation_scores(results, equivalent)
+    session.log(f"{'module':<18} {'killed':>6} {'survived':>8} {'untested':>8} {'equiv.':>6} {'score':>6}")
+    for module, row in sorted(scores.items()):
+        judged = row["killed"] + row["survived"] + row["untested"]
+        score = row["killed"] / judged if judged else 1.0
+        session.log(f"{module:<18} {row['killed']:>6} {row['survived']:>8} {row['untested']:>8} "
+                    f"{row['equivalent']:>6} {score:>6.1%}")

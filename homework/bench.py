@@ -78,6 +78,22 @@ class PeakRSS:
         self.peak = max(self.peak, self.current())
 
 
+class PageFaults:
+    """Minor page faults of this process while the block runs (the allocator setting's effect, which
+    depends on the machine's memory management: measured here, not asserted in a test)."""
+
+    def __enter__(self):
+        import resource
+
+        self._start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        return self
+
+    def __exit__(self, *exc):
+        import resource
+
+        self.count = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self._start
+
+
 class CountingCollator:
     """Wraps a collator and records the real (attention) tokens of every batch it builds."""
 
@@ -116,7 +132,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
                                   base_model=copy.deepcopy(base_model), dataset=rows)
             recipe.trainer.data_collator = counter = CountingCollator(recipe.trainer.data_collator)
             model, trainable = recipe.model, recipe.trainable_parameters()
-            with PeakRSS() as rss:
+            with PeakRSS() as rss, PageFaults() as faults:
                 recipe.trainer.train()
         records = recipe.guard.records
     else:
@@ -137,7 +153,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
             from . import allocator
 
             allocator.keep_freed_memory()  # as the recipe does; process-wide, so fused and project run last
-        with PeakRSS() as rss:
+        with PeakRSS() as rss, PageFaults() as faults:
             records = run_steps(model, tokenizer, rows, steps + 1, **kwargs)
     timed = records[1:]
     seconds = sum(r.step_time_s for r in timed)
@@ -146,6 +162,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     return {
         "variant": name, "steps": len(timed), "seconds_per_step": seconds / len(timed),
         "real_tokens_per_s": real_tokens / seconds, "peak_rss_mb": rss.peak / 2**20,
+        "page_faults_per_step": faults.count / len(records),
         "losses": [r.loss for r in records],
         "lora": {"layers": cfg.lora_layers or "all", "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
                  "fused": cfg.fused_lora, "trainable_parameters": trainable},
@@ -182,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in [v for v in VARIANTS if v in args.variants.split(",")]:
         print(f"[bench] {name}: {args.steps + 1} steps of batch {args.batch_size} ...", file=sys.stderr, flush=True)
         results[name] = run_variant(name, llm.model, llm.tokenizer, data, args.steps, args.batch_size, args.seed)
-    print(f"{'variant':<9} {'s/step':>8} {'real tok/s':>11} {'peak RSS MB':>12}")
+    print(f"{'variant':<9} {'s/step':>8} {'real tok/s':>11} {'peak RSS MB':>12} {'faults/step':>12}")
     for r in results.values():
-        print(f"{r['variant']:<9} {r['seconds_per_step']:8.2f} {r['real_tokens_per_s']:11.1f} {r['peak_rss_mb']:12.0f}")
+        print(f"{r['variant']:<9} {r['seconds_per_step']:8.2f} {r['real_tokens_per_s']:11.1f} {r['peak_rss_mb']:12.0f} "
+              f"{r['page_faults_per_step']:12.0f}")
     out = {
         "results": results,
         "environment": {"torch": torch.__version__, "transformers": transformers.__version__,

@@ -177,7 +177,7 @@ def varied_lengths(contract: SFTContract, n: int) -> list[str]:
     return [by_length[k] for k in picked]
 
 
-def check_batched_generation(contract: SFTContract, model, questions: Sequence[str], max_new_tokens: int = 12) -> None:
+def check_batched_generation(contract: SFTContract, model, questions: Sequence[str], max_new_tokens: int = 8) -> None:
     """Batched greedy output equals one-by-one output (catalog row 12). In half precision a different batch
     shape may round a near-tie the other way: there a divergence is allowed only at a step whose top-two
     logits were within the dtype's tolerance (homework/numerics.py); a padding bug diverges at confident steps."""
@@ -241,9 +241,9 @@ def train_a_few_steps(contract: SFTContract, model, steps: int | None = None):
     return guard.records
 
 
-def check_first_steps(contract: SFTContract) -> list:
+def check_first_steps(contract: SFTContract):
     """A few real steps are healthy (the one definition, health.step_problem), every trainable tensor moved
-    and no frozen one did (catalog rows 1, 2, 8, 15). Returns the step records."""
+    and no frozen one did (catalog rows 1, 2, 8, 15). Returns the step records and the trained model."""
     import torch
 
     from .health import step_problem
@@ -268,18 +268,21 @@ def check_first_steps(contract: SFTContract) -> list:
     moved = sorted(n for n in before if n not in trainable and not torch.equal(before[n], after[n].detach()))
     if moved:
         raise ContractViolation(f"{len(moved)} frozen tensors changed, e.g. {moved[0]}", 15)
-    return records
+    return records, model
 
 
-def check_save_and_reload(contract: SFTContract, question: str) -> None:
-    """save -> reload gives the trained model's logits, which differ from the untrained model's (catalog row 14)."""
+def check_save_and_reload(contract: SFTContract, question: str, trained_model=None) -> None:
+    """save -> reload gives the trained model's logits, which differ from the untrained model's (catalog row 14).
+    `trained_model`: one already trained (e.g. by check_first_steps); else a fresh one is trained here."""
     import torch
 
     from .numerics import tolerance_for
 
-    model = contract.make_model()
-    model.train()
-    train_a_few_steps(contract, model)
+    model = trained_model
+    if model is None:
+        model = contract.make_model()
+        model.train()
+        train_a_few_steps(contract, model)
     model.eval()
     ids = torch.tensor([contract.encode_prompt(question)], device=next(model.parameters()).device)
     base = contract.make_base_model() if contract.make_base_model else contract.make_model()

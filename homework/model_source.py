@@ -154,9 +154,36 @@ def verify_cache_dir(directory: Path) -> str | None:
             return f"{f} is missing"
         if f.stat().st_size != meta["size"]:
             return f"{f} is truncated or resized ({f.stat().st_size} bytes, expected {meta['size']})"
-        if sha256_file(f) != meta["sha256"]:
-            return f"{f} does not match its sha256 (corrupted)"
+    stamp = _stat_stamp(directory, files)
+    if _read_verified_stamp(directory) != stamp:  # changed since the last full check (or never checked): hash
+        for name, meta in files.items():
+            if sha256_file(directory / name) != meta["sha256"]:
+                return f"{directory / name} does not match its sha256 (corrupted)"
+        _write_verified_stamp(directory, stamp)
     return tokenizer_disagreement(directory, manifest.get("special_tokens"))
+
+
+VERIFIED_STAMP = ".homework-verified"
+
+
+def _stat_stamp(directory: Path, files: dict) -> dict:
+    """Size and modification time of each file: hashing 540 MB on every load costs ~0.5 s, so a full sha256
+    check runs when these change (any write does), and once after conversion."""
+    return {name: [(directory / name).stat().st_size, (directory / name).stat().st_mtime_ns] for name in sorted(files)}
+
+
+def _read_verified_stamp(directory: Path):
+    try:
+        return json.loads((directory / VERIFIED_STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_verified_stamp(directory: Path, stamp: dict) -> None:
+    try:
+        (directory / VERIFIED_STAMP).write_text(json.dumps(stamp))
+    except OSError:  # a read-only cache: verify in full every time
+        pass
 
 
 def _declared_token(value) -> str | None:

@@ -7,7 +7,8 @@ its LoRA layout, answer format, fused layers, trainer, sampler and TrainingArgum
 
 from __future__ import annotations
 
-EXAMPLES = 48  # rows of data/train.json the battery draws from: three steps of the default batch of 16
+EXAMPLES = 16  # rows of data/train.json the battery draws from
+BATCH = 4  # the battery's steps use a small batch to stay quick; tests/test_recipe.py runs the default one
 
 
 def contract(model: str | None = None, device: str | None = None):
@@ -27,8 +28,10 @@ def contract(model: str | None = None, device: str | None = None):
     from .recipe import build_trainer, training_arguments
     from .tokenization import tokenize_row
 
-    # the shipped defaults; only the schedule is shortened (no warm-up in a 3-step run) and nothing is saved
-    cfg = TrainConfig(model=model, device=device, warmup_steps=0, save_steps=0, progress=False, evaluate=False)
+    # the shipped defaults; only the schedule is shortened (no warm-up in a 3-step run, a small batch) and
+    # nothing is saved
+    cfg = TrainConfig(model=model, device=device, warmup_steps=0, save_steps=0, progress=False, evaluate=False,
+                      batch_size=BATCH)
     llm = BaseLLM(cfg.model, cfg.device)
     tok, placement = llm.tokenizer, llm.placement
     base = llm.model

@@ -105,15 +105,22 @@ class Recipe:
                 f"{'on' if self.group_by_length else 'off'}")
 
 
-def tokenized_rows(cfg: TrainConfig, tokenizer):
-    """The training split (first cfg.limit rows) in cfg.answer_format, ragged for dynamic padding."""
+def training_split(cfg: TrainConfig):
+    """The training rows (the first cfg.limit), validated: a bad file fails here, before any model loads."""
     from .data import Dataset
-    from .formats import answer_formatter
-    from .tokenization import TokenizedDataset
 
     data = Dataset(cfg.train_file)
     if cfg.limit:
         data.data = data.data[: cfg.limit]
+    return data
+
+
+def tokenized_rows(cfg: TrainConfig, tokenizer, data=None):
+    """The training split in cfg.answer_format, ragged for dynamic padding."""
+    from .formats import answer_formatter
+    from .tokenization import TokenizedDataset
+
+    data = training_split(cfg) if data is None else data
     rows = TokenizedDataset(tokenizer, data, answer_formatter(cfg.answer_format), max_length=cfg.max_length, pad=False)
     faults.apply_to_rows(rows.rows, tokenizer.eos_token_id)
     return rows
@@ -127,6 +134,9 @@ def build_recipe(cfg: TrainConfig, output_dir: str | Path, *, llm=None, base_mod
     the adapter on (default llm.model, trained in place -- pass a copy to keep the base); dataset: tokenized
     rows (default: cfg.train_file in cfg.answer_format).
     """
+    faults.apply_to_config(cfg)
+    split = training_split(cfg) if dataset is None else None  # a bad data file fails before the heavy imports
+
     from transformers import set_seed
 
     from .base_llm import BaseLLM
@@ -134,14 +144,13 @@ def build_recipe(cfg: TrainConfig, output_dir: str | Path, *, llm=None, base_mod
     from .health import HealthGuard
     from .lora import build_lora_model
 
-    faults.apply_to_config(cfg)
     llm = llm or BaseLLM(cfg.model, cfg.device)
     placement = llm.placement
     if placement.device.type == "cpu":
         from . import allocator
 
         allocator.keep_freed_memory()  # reuse activation memory instead of faulting it in every step
-    dataset = tokenized_rows(cfg, llm.tokenizer) if dataset is None else dataset
+    dataset = tokenized_rows(cfg, llm.tokenizer, split) if dataset is None else dataset
     set_seed(cfg.seed)  # the adapter's initialisation
     model = build_lora_model(llm.model if base_model is None else base_model, cfg)
     faults.apply_to_model(model)

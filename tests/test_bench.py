@@ -23,7 +23,7 @@ def test_peak_rss_sees_an_allocation():
     assert rss.peak >= 64 * 2**20
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_bench_writes_speedup_json(tmp_path, capsys):
     from homework.device import resolve_placement
@@ -41,6 +41,7 @@ def test_bench_writes_speedup_json(tmp_path, capsys):
     assert {r["lora"]["layers"] for name, r in data["results"].items() if name != "project"} == {"all"}
     for r in data["results"].values():
         assert r["real_tokens_per_s"] > 0 and r["peak_rss_mb"] > 100 and len(r["losses"]) == 2
+        assert r["page_faults_per_step"] >= 0
     # seed, dynamic and head draw the same first batch (the others draw length-grouped ones) from the
     # same adapter initialisation: padding to 128 and the supervised-only head change no loss
     first = [r["losses"][0] for name, r in data["results"].items() if name in ("seed", "dynamic", "head")]

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 def test_doctor_passes_on_a_correct_checkout(monkeypatch):
     monkeypatch.delenv("HOMEWORK_FAULT", raising=False)
     out = io.StringIO()
-    assert run_doctor(out=out) == 0, out.getvalue()
+    assert run_doctor(out=out, rows=16) == 0, out.getvalue()
     text = out.getvalue()
     for check in ("load model", "pre-flight scan", "3-step smoke run", "adapter save/reload", "train/inference prompt"):
         assert check in text
@@ -32,7 +32,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("fault", [
-    pytest.param(f, marks=() if f == "nan_loss" else pytest.mark.slow) for f in sorted(FAULTS)
+    pytest.param(f, marks=() if f == "zero_lr" else pytest.mark.slow) for f in sorted(FAULTS)
 ])
 def test_doctor_fails_naming_the_cause(monkeypatch, fault):
     monkeypatch.setenv("HOMEWORK_FAULT", fault)
@@ -44,5 +44,7 @@ def test_doctor_fails_naming_the_cause(monkeypatch, fault):
 def test_doctor_cli_exit_status():
     from tests.conftest import run_cli
 
-    proc = run_cli("-m", "homework.sft", "doctor", env={"HOMEWORK_FAULT": "zero_lr"})
-    assert proc.returncode == 1 and "learning rate is still 0" in proc.stdout
+    # what the CLI adds is the exit status and the table: a model that cannot load fails the first check
+    proc = run_cli("-m", "homework.sft", "doctor", "--model", "./no/such/model")
+    assert proc.returncode == 1 and "FAIL" in proc.stdout and "neither an existing directory" in proc.stdout
+    assert "SKIP" in proc.stdout and "doctor: FAILED" in proc.stdout

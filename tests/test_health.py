@@ -122,6 +122,20 @@ def test_guard_helper_and_summary_share_one_definition_of_a_healthy_step(record)
     assert step_problem(good) is None and summary_line("t::x", [good]).startswith("ok")
 
 
+def test_token_counts_add_up_over_micro_batches_and_restart_each_step():
+    """What metrics.json reports per step: supervised and real tokens summed over the step's micro-batches."""
+    guard = HealthGuard()
+    guard.note_batch(3, 10)
+    guard.note_batch(2, 7)  # gradient accumulation: a second micro-batch of the same optimizer step
+    _log(guard, 1, loss=2.0, grad_norm=1.0, learning_rate=1e-3)
+    guard.note_batch(4, 9)
+    _log(guard, 2, loss=1.5, grad_norm=1.0, learning_rate=1e-3, epoch=0.5)
+    first, second = guard.records
+    assert (first.supervised_tokens, first.tokens) == (5, 17)
+    assert (second.supervised_tokens, second.tokens, second.epoch) == (4, 9, 0.5)
+    assert first.as_dict()["tokens_per_s"] is None or first.as_dict()["tokens_per_s"] > 0
+
+
 def test_batch_with_no_supervised_token_stops_before_the_step():
     with pytest.raises(TrainingHealthError, match="no token in this batch is supervised") as err:
         HealthGuard().note_batch(0, 120)

@@ -90,6 +90,27 @@ def test_special_tokens_written_as_added_token_dicts_are_read(tmp_path):
     assert ms.verify_cache_dir(tmp_path / "d") is None
 
 
+def test_a_verified_cache_that_is_rewritten_is_hashed_again(tmp_path):
+    """The stat stamp only skips hashing unchanged files: a same-size rewrite after a verified load is caught."""
+    import os
+    import time
+
+    target = tmp_path / "d"
+    _fake_cache_dir(target)
+    assert ms.verify_cache_dir(target) is None and (target / ms.VERIFIED_STAMP).is_file()
+    calls = []
+    real = ms.sha256_file
+    ms.sha256_file = lambda p, *a: calls.append(p) or real(p, *a)
+    try:
+        assert ms.verify_cache_dir(target) is None and calls == []  # unchanged: no hashing
+        time.sleep(0.01)
+        (target / "model.safetensors").write_bytes(b"\x02" * 4096)  # same size, other bytes
+        os.utime(target / "model.safetensors")
+        assert "does not match its sha256" in ms.verify_cache_dir(target)
+    finally:
+        ms.sha256_file = real
+
+
 def test_cache_miss_without_build_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv(ms.CACHE_ENV, str(tmp_path))
     with pytest.raises(CacheError, match="python -m homework.model_source"):

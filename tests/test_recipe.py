@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_three_steps_of_the_shipped_recipe_are_healthy_and_move_only_the_adapter(hw_base_model, hw_tokenizer,
                                                                                  hw_placement, tmp_path):
     """Catalog rows 1, 2, 8, 15 on the shipped default recipe: its LoRA layout, answer format, fused layers,
-    sampler, trainer and TrainingArguments; only the schedule is shortened (no warm-up in 3 steps)."""
+    sampler, trainer and TrainingArguments; only the schedule is shortened (3 steps of 4 rows, no warm-up)."""
     import copy
 
     from homework.base_llm import BaseLLM
@@ -22,7 +22,9 @@ def test_three_steps_of_the_shipped_recipe_are_healthy_and_move_only_the_adapter
     from homework.sampling import LengthGroupedSampler
     from homework.trainer import SupervisedTrainer
 
-    cfg = TrainConfig(limit=48, max_steps=3, warmup_steps=0, save_steps=0, evaluate=False, progress=False)
+    # shortened: 3 steps of 4 rows (the batch size is a schedule setting, like the warm-up)
+    cfg = TrainConfig(limit=12, batch_size=4, max_steps=3, warmup_steps=0, save_steps=0, evaluate=False,
+                      progress=False)
     shipped = TrainConfig()
     llm = BaseLLM.from_components(hw_base_model, hw_tokenizer, hw_placement)
     recipe = build_recipe(cfg, tmp_path, llm=llm, base_model=copy.deepcopy(hw_base_model))

@@ -24,9 +24,11 @@ def _base_state(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
 
 
-@pytest.mark.parametrize("checkpointing", [False, True], ids=["no-checkpointing", "gradient-checkpointing"])
+@pytest.mark.parametrize("checkpointing", [True], ids=["gradient-checkpointing"])
 def test_three_steps_are_healthy_and_move_only_the_adapter(lora_model, train_steps, training_health, checkpointing):
-    """Catalog rows 1, 2, 8, 15: loss > 0 and finite, grad norm finite, every lora_B trained, base frozen."""
+    """Catalog rows 1, 2, 8, 15 with gradient checkpointing on (row 8's case): loss > 0 and finite, grad norm
+    finite, every lora_B trained, base frozen. Without checkpointing: tests/test_recipe.py (the shipped
+    recipe) and the golden trajectory (this same r=4 model)."""
     before_lora, before_base = _lora_state(lora_model), _base_state(lora_model)
     assert all(float(t.abs().sum()) == 0 for n, t in before_lora.items() if "lora_B" in n)
     records = train_steps(3, learning_rate=1e-3, gradient_checkpointing=checkpointing)
@@ -122,23 +124,13 @@ def test_inference_prompt_equals_training_prompt(hw_base_model, hw_tokenizer, hw
         assert row["input_ids"][:n_prompt] == infer
 
 
-def test_batched_greedy_generation_equals_one_by_one(hw_base_model, hw_tokenizer, hw_placement):
-    """Catalog row 12: left padding makes batched output independent of the batch -- judged by the contract's
-    check (exact in fp32; in bf16 a divergence only where the top-two logits were within tolerance)."""
-    from homework.contract import SFTContract, check_batched_generation
-
+def test_sampled_generation_returns_the_requested_sequences(hw_base_model, hw_tokenizer):
+    """num_return_sequences: one list per prompt. (Catalog row 12, batched greedy == one by one, is checked by
+    the SFT contract battery on this same generation path: homework.project_contract, BaseLLM.batched_generate.)"""
     llm = BaseLLM.from_components(hw_base_model, hw_tokenizer)
-    questions = ["How many grams are in 3 kg?", "Convert 2 hours to minutes.",
-                 "What is 1 mile in feet, approximately, for a long run?", "5 m in cm?"]
-    contract = SFTContract(tokenizer=hw_tokenizer, examples=[(q, "") for q in questions],
-                           make_model=lambda: hw_base_model, format_prompt=llm.format_prompt, tokenize=None,
-                           collate=None, generate=lambda m, prompts, n: llm.batched_generate(prompts, max_new_tokens=n))
-    check_batched_generation(contract, hw_base_model, questions, max_new_tokens=12)
-    batched = llm.batched_generate([llm.format_prompt(q) for q in questions], max_new_tokens=12)
-    assert len(set(batched)) > 1  # the prompts really produced different continuations
-    multi = llm.batched_generate([llm.format_prompt(q) for q in questions[:2]], num_return_sequences=2,
-                                 temperature=0.7, max_new_tokens=4)
-    assert len(multi) == 2 and all(len(m) == 2 for m in multi)
+    prompts = [llm.format_prompt(q) for q in ["How many grams are in 3 kg?", "5 m in cm?"]]
+    multi = llm.batched_generate(prompts, num_return_sequences=2, temperature=0.7, max_new_tokens=4)
+    assert len(multi) == 2 and all(len(m) == 2 and all(isinstance(t, str) for t in m) for m in multi)
 
 
 SEED_SNIPPET = """
@@ -166,6 +158,7 @@ print('Training is working!' if result.training_loss > 0 else 'Training still br
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_seed_snippet_runs_verbatim():
     """The seed document's quick test (issue 2, item 7): 3 steps, loss in (1, 5), finite grad norm each step."""
