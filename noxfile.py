@@ -18,9 +18,9 @@ TORCH = "torch==2.13.0"
 # pyproject.toml states for the training stack; 5.17 is the CUDA runner's preinstalled version (its
 # GGUF tokenizer reading differs); "newest" takes the latest that the range allows.
 COMPAT = {
-    "oldest": ["transformers==4.52.1", "peft==0.15.0", "accelerate==1.0.0"],
+    "oldest": ["transformers==4.52.1", "peft==0.15.0", "accelerate==1.3.0"],
     "5.17": ["transformers==5.17.0"],
-    "newest": ["--upgrade", "transformers>=4.52,<6", "peft>=0.15", "accelerate>=1.0"],
+    "newest": ["--upgrade", "transformers>=4.52,<6", "peft>=0.15", "accelerate>=1.3"],
 }
 
 

@@ -4,14 +4,14 @@ Snapshots are JSON objects. Floats are written rounded to 6 significant digits; 
 every number must be within ABS_TOL of its snapshot and the mean absolute difference within
 MEAN_TOL. A top-level "environment" key (library versions, device) is recorded beside the data
 and never compared: regenerate with `pytest --snapshot-update` when it legitimately changes.
-Files live under __snapshots__/<module>/transformers-<major>/, one set per transformers major.
+Files live under __snapshots__/<module>/. References that depend on numerics are per device class:
+the golden trajectory runs in CPU fp32 on every runner (tests/test_snapshots.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
@@ -67,15 +67,6 @@ def compare(actual, expected, abs_tol: float = ABS_TOL, mean_tol: float = MEAN_T
 
 
 class TolerantJSONExtension(JSONSnapshotExtension):
-    @classmethod
-    def dirname(cls, *, test_location) -> str:
-        # Numbers legitimately differ between transformers majors (data order, logging); each major
-        # keeps its own golden files, and neither counts the other's as unused.
-        import transformers
-
-        major = transformers.__version__.split(".")[0]
-        return str(Path(super().dirname(test_location=test_location)) / f"transformers-{major}")
-
     def serialize(self, data, **kwargs):
         return json.dumps(_round(data), indent=2, sort_keys=True) + "\n"
 
