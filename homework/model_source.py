@@ -169,7 +169,8 @@ VERIFIED_STAMP = ".homework-verified"
 def _stat_stamp(directory: Path, files: dict) -> dict:
     """Size and modification time of each file: hashing 540 MB on every load costs ~0.5 s, so a full sha256
     check runs when these change (any write does), and once after conversion."""
-    return {name: [(directory / name).stat().st_size, (directory / name).stat().st_mtime_ns] for name in sorted(files)}
+    stats = {name: (directory / name).stat() for name in sorted(files)}
+    return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
 
 
 def _read_verified_stamp(directory: Path):
