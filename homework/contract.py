@@ -209,19 +209,11 @@ def check_batched_generation(contract: SFTContract, model, questions: Sequence[s
 
 def default_trainer(contract: SFTContract, model, dataset, output_dir: str, steps: int):
     """A stock transformers Trainer, with this project's TrainingArguments for a few constant-rate steps."""
-    import torch
-
-    from .config import TrainConfig
-    from .device import Placement
     from .health import HealthGuard
-    from .recipe import build_trainer, training_arguments
+    from .recipe import few_steps_trainer
 
-    param = next(model.parameters())
-    cfg = TrainConfig(learning_rate=contract.learning_rate, batch_size=contract.batch_size, max_steps=steps,
-                      warmup_steps=0, lr_scheduler="constant", save_steps=0, progress=False)
-    placement = Placement(param.device, torch.float32)
-    return build_trainer(model, training_arguments(cfg, output_dir, placement), dataset, contract.collate,
-                         guard=HealthGuard(stop=False), plain=True)
+    return few_steps_trainer(model, dataset, contract.collate, output_dir, steps, guard=HealthGuard(stop=False),
+                             learning_rate=contract.learning_rate, batch_size=contract.batch_size, plain=True)
 
 
 def train_a_few_steps(contract: SFTContract, model, steps: int | None = None):

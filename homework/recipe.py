@@ -77,6 +77,23 @@ def build_trainer(model, args, dataset, collator, *, guard, callbacks=(), plain:
                              callbacks=[guard, *callbacks], health_guard=guard, group_by_length=group_by_length)
 
 
+def few_steps_trainer(model, dataset, collator, output_dir: str | Path, steps: int, *, guard, learning_rate: float,
+                      batch_size: int, grad_accum: int = 1, seed: int = 0, warmup_steps: int = 0, bf16: bool = False,
+                      gradient_checkpointing: bool = False, plain: bool = False, group_by_length: bool = False):
+    """A trainer for `steps` optimizer steps of an already-adapted model at a constant learning rate (after an
+    optional warm-up), on the model's device: for smoke.run_steps and the SFT contract's default trainer."""
+    import torch
+
+    from .device import Placement
+
+    cfg = TrainConfig(learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
+                      warmup_steps=warmup_steps, lr_scheduler="constant_with_warmup" if warmup_steps else "constant",
+                      max_steps=steps, save_steps=0, progress=False)
+    placement = Placement(next(model.parameters()).device, torch.bfloat16 if bf16 else torch.float32)
+    args = training_arguments(cfg, output_dir, placement, gradient_checkpointing)
+    return build_trainer(model, args, dataset, collator, guard=guard, plain=plain, group_by_length=group_by_length)
+
+
 @dataclass
 class Recipe:
     config: TrainConfig

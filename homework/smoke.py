@@ -18,24 +18,19 @@ def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float
 
     The guard raises TrainingHealthError at the first unhealthy step unless guard=False.
     """
-    import torch
     from transformers import set_seed
 
-    from .config import TrainConfig
-    from .device import Placement
-    from .recipe import build_trainer, training_arguments
+    from .recipe import few_steps_trainer
 
     set_seed(seed)
     if gradient_checkpointing:
         model.enable_input_require_grads()
     health = HealthGuard(stop=guard)
-    cfg = TrainConfig(learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-                      warmup_steps=warmup_steps, lr_scheduler="constant_with_warmup" if warmup_steps else "constant",
-                      max_steps=steps, save_steps=0, progress=False)
-    placement = Placement(next(model.parameters()).device, torch.bfloat16 if bf16 else torch.float32)
     with tempfile.TemporaryDirectory(prefix="homework-steps-") as tmp:
-        args = training_arguments(cfg, output_dir or tmp, placement, gradient_checkpointing)
-        trainer = build_trainer(model, args, dataset, collator or DynamicPaddingCollator(tokenizer.pad_token_id),
-                                guard=health, plain=plain_trainer, group_by_length=group_by_length)
+        trainer = few_steps_trainer(model, dataset, collator or DynamicPaddingCollator(tokenizer.pad_token_id),
+                                    output_dir or tmp, steps, guard=health, learning_rate=learning_rate,
+                                    batch_size=batch_size, grad_accum=grad_accum, seed=seed, warmup_steps=warmup_steps,
+                                    bf16=bf16, gradient_checkpointing=gradient_checkpointing, plain=plain_trainer,
+                                    group_by_length=group_by_length)
         trainer.train()
     return health.records

@@ -50,3 +50,20 @@ def test_check_batch_names_a_collator_that_rewrites_labels():
     with pytest.raises(ContractViolation, match="rewrote the labels") as err:
         check_batch(_contract(rewriting), rows)
     assert err.value.catalog_row == 6
+
+
+@pytest.mark.integration
+def test_a_contract_without_a_trainer_trains_with_the_default_one():
+    """make_trainer left out: a stock transformers Trainer with this project's TrainingArguments runs the steps."""
+    import dataclasses
+    import importlib.util
+
+    from homework.contract import check_first_steps
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("sftproj_default", REPO / "tests" / "foreign_project" / "sftproj.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    contract = dataclasses.replace(module.contract(), make_trainer=None, learning_rate=1e-2)
+    records, _ = check_first_steps(contract)
+    assert [r.step for r in records] == [1, 2, 3] and all(r.learning_rate == 1e-2 for r in records)
