@@ -1,4 +1,4 @@
-"""nox sessions: smoke, tests, slow, lint, bench, and the release check against the ends of the
+"""nox sessions: smoke, tests, slow, ddp, lint, bench, and the release check against the ends of the
 supported range (compat-oldest, compat-5.17, compat-newest).
 
 Environments are reused between runs (`nox -s smoke` twice installs once). torch is pinned so a
@@ -45,6 +45,13 @@ def tests(session):
     """Everything but the slow tier."""
     install(session)
     session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def ddp(session):
+    """Several processes: torchrun / accelerate launch with 2 gloo processes on CPU (part of the slow tier)."""
+    install(session)
+    session.run("pytest", "-m", "ddp", *session.posargs)
 
 
 @nox.session

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=float, default=d.epochs)
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="overrides --epochs when > 0")
     t.add_argument("--lr", type=float, default=d.learning_rate, dest="learning_rate")
+    t.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     t.add_argument("--rank", type=int, default=d.lora_rank, dest="lora_rank")
     t.add_argument("--alpha", type=int, default=d.lora_alpha, dest="lora_alpha")
     t.add_argument("--lora-layers", type=_layer_count, default=d.lora_layers, metavar="N|all",
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps (0: never)")
     t.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default=d.gradient_checkpointing)
     t.add_argument("--no-eval", action="store_false", dest="evaluate")
+    t.add_argument("--no-preflight", action="store_false", dest="preflight",
+                   help="skip the pre-flight scan of the rows and the model (the live guard still runs)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this output dir")
     s = sub.add_parser("test", help="reload a saved adapter and evaluate it")
     s.add_argument("path", nargs="?", default=str(DEFAULT_OUTPUT_DIR))
@@ -93,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_doctor(model=args.model, device=args.device, train_file=args.train_file, steps=args.steps)
     except HomeworkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .distributed import is_main
+
+        # an error every process agreed on (distributed.agree_on_failure) is printed once, by rank 0
+        if is_main() or not getattr(exc, "agreed", False):
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

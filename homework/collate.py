@@ -24,6 +24,10 @@ class DynamicPaddingCollator:
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    # Off in a run of several processes: one process raising here (in its data loader) would leave the
+    # others in the next all-reduce. There the trainer reports such rows to the health guard, and every
+    # process stops at the same step.
+    refuse_unsupervised: bool = True
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if not features:
@@ -34,7 +38,7 @@ class DynamicPaddingCollator:
             m = self.pad_to_multiple_of
             width = (width + m - 1) // m * m
         for row, feat in enumerate(features):
-            if all(label == IGNORE_INDEX for label in feat["labels"]):
+            if self.refuse_unsupervised and all(label == IGNORE_INDEX for label in feat["labels"]):
                 raise TrainingHealthError(
                     f"batch row {row} has no supervised label (every label is {IGNORE_INDEX}): it would add 0/0 to the "
                     "loss. Failure catalog row 2: drop or fix the row before training (the pre-flight scan lists them).",

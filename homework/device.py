@@ -38,13 +38,16 @@ class Placement:
 
 
 def resolve_placement(device: str | None = None) -> Placement:
-    """Pick the device (argument > $HOMEWORK_DEVICE > CUDA if present > CPU) and its dtype."""
+    """Pick the device (argument > $HOMEWORK_DEVICE > CUDA if present > CPU) and its dtype. Under torchrun or
+    accelerate launch, plain "cuda" means this process's GPU, cuda:$LOCAL_RANK."""
     name = (device or os.environ.get(DEVICE_ENV) or "auto").lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise HomeworkError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
+        if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun / accelerate launch: one GPU per process
+            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         dev = torch.device(name)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return Placement(dev, dtype)

@@ -1,7 +1,8 @@
 """Deliberate faults, for proving that the guard, the scan and `doctor` catch them.
 
 Set HOMEWORK_FAULT=<name> (comma-separated for several). Production runs never set it; the tests
-and `doctor --inject` do. Each fault reproduces a row of the failure catalog.
+and `doctor --inject` do. Each fault reproduces a row of the failure catalog. In a run of several
+processes, HOMEWORK_FAULT_RANK=<rank> confines the faults to that process (the others stay healthy).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import torch
 
 FAULT_ENV = "HOMEWORK_FAULT"
+FAULT_RANK_ENV = "HOMEWORK_FAULT_RANK"
 FAULTS = {
     "labels_all_masked": "every label -100 (catalog row 2)",
     "nan_loss": "a NaN in an adapter weight, so the first loss is NaN (catalog row 1)",
@@ -27,6 +29,12 @@ def active() -> set[str]:
     unknown = names - set(FAULTS)
     if unknown:
         raise ValueError(f"unknown {FAULT_ENV} value(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
+    only_rank = os.environ.get(FAULT_RANK_ENV, "").strip()
+    if only_rank:
+        from .distributed import rank
+
+        if int(only_rank) != rank():
+            return set()
     return names
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import TrainerCallback
 
+from . import distributed
 from .catalog import explain
 from .collate import IGNORE_INDEX
 from .device import check_precision
@@ -83,25 +84,38 @@ class HealthGuard(TrainerCallback):
         self._grad_norm = None
         self._step_start = None
         self._warmup_steps = 0
+        self._step: int | None = None  # the optimizer step being computed
+        self._problem: TrainingHealthError | None = None  # found by this process, not yet agreed on
 
     # Our trainer reports token counts per micro-batch; a plain Trainer leaves them None.
-    def note_batch(self, supervised: int, real: int) -> None:
+    def note_batch(self, supervised: int, real: int, unsupervised_rows: int = 0) -> None:
         self._pending_tokens[0] += supervised
         self._pending_tokens[1] += real
-        if supervised == 0:
-            self._fail(
-                2,
-                "no token in this batch is supervised (every label is -100): the loss would be 0/0. "
-                "Run the pre-flight scan (python -m homework.sft doctor) to list the rows, usually questions "
-                "longer than max_length or labels masked by pad id",
-                step=None,
-            )
-
-    def _fail(self, row: int, what: str, step: int | None) -> None:
         if not self.stop:
             return
+        if supervised == 0:
+            what = ("no token in this batch is supervised (every label is -100): the loss would be 0/0. "
+                    "Run the pre-flight scan (python -m homework.sft doctor) to list the rows, usually questions "
+                    "longer than max_length or labels masked by pad id")
+        elif unsupervised_rows:
+            what = (f"{unsupervised_rows} row(s) of this batch have no supervised label (every label is -100) and "
+                    "train nothing. Run the pre-flight scan (python -m homework.sft doctor) to list them")
+        else:
+            return
+        problem = self._error(2, what, step=self._step)
+        if distributed.world_size() == 1:
+            raise problem
+        # Several processes: this one stopping alone would leave the others in the gradient all-reduce.
+        # Every process agrees before the optimizer step (on_pre_optimizer_step) and all stop there.
+        self._problem = self._problem or problem
+
+    def _error(self, row: int, what: str, step: int | None) -> TrainingHealthError:
         at = f"step {step}: " if step is not None else ""
-        raise TrainingHealthError(f"training stopped at {at}{what}.\n{explain(row)}", catalog_row=row, step=step)
+        return TrainingHealthError(f"training stopped at {at}{what}.\n{explain(row)}", catalog_row=row, step=step)
+
+    def _fail(self, row: int, what: str, step: int | None) -> None:
+        if self.stop:
+            raise self._error(row, what, step)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The default filter replaces a NaN loss in the logs with the running mean (catalog row 1).
@@ -118,12 +132,21 @@ class HealthGuard(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_start = time.perf_counter()
+        self._step = state.global_step + 1
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        problem, self._problem = self._problem, None
         if model is not None:
+            # after the gradient all-reduce: the same norm on every process
             self._grad_norm = trainable_grad_norm(model)
-            if not math.isfinite(self._grad_norm):
-                self._fail(1, f"the gradient norm is {self._grad_norm}", step=state.global_step + 1)
+            if problem is None and self.stop and not math.isfinite(self._grad_norm):
+                problem = self._error(1, f"the gradient norm is {self._grad_norm}", step=state.global_step + 1)
+        if distributed.world_size() > 1:
+            # the step's token counts over every process, and one verdict for all of them
+            self._pending_tokens = [int(v) for v in distributed.sum_across_ranks(self._pending_tokens)]
+            problem = distributed.agree_on_failure(problem)
+        if problem is not None:
+            raise problem
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -144,7 +167,7 @@ class HealthGuard(TrainerCallback):
             self._fail(*problem, step)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if self.verbose_epochs and self.records:
+        if self.verbose_epochs and self.records and distributed.is_main():
             epoch = round(state.epoch or 0)
             losses = [r.loss for r in self.records if r.epoch is None or r.epoch > epoch - 1]
             if losses:

@@ -58,6 +58,11 @@ def training_arguments(cfg: TrainConfig, output_dir: str | Path, placement, use_
         disable_tqdm=not cfg.progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        # Several processes (torchrun / accelerate launch): normalise the loss by the supervised tokens of
+        # every process, so the run equals one process with the same global batch; every adapter weight
+        # gets a gradient, so DDP need not search for unused parameters each step.
+        average_tokens_across_devices=True,
+        ddp_find_unused_parameters=False,
         **checkpointing_args(use_checkpointing),
     )
 
@@ -114,9 +119,14 @@ class Recipe:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def describe(self) -> str:
+        from . import distributed
+
+        procs = distributed.world_size()
+        batch = (f"{procs} processes x batch {self.config.batch_size}" if procs > 1 else f"batch {self.config.batch_size}")
+        batch += f" x accumulation {self.config.grad_accum}" if self.config.grad_accum > 1 else ""
         layers = "every layer" if self.config.lora_layers is None else f"the last {self.config.lora_layers} layers"
         return (f"model {self.llm.model_spec.describe() if self.llm.model_spec else '?'} on {self.placement.describe()}; "
-                f"{len(self.dataset)} rows; LoRA r={self.config.lora_rank} alpha={self.config.lora_alpha} on {layers}: "
+                f"{len(self.dataset)} rows in {batch}; LoRA r={self.config.lora_rank} alpha={self.config.lora_alpha} on {layers}: "
                 f"{self.trainable_parameters():,} trainable parameters; gradient checkpointing "
                 f"{'on' if self.use_checkpointing else 'off'}; length-grouped batches "
                 f"{'on' if self.group_by_length else 'off'}")
@@ -176,7 +186,9 @@ def build_recipe(cfg: TrainConfig, output_dir: str | Path, *, llm=None, base_mod
         model.enable_input_require_grads()  # catalog row 8
     group = placement.groups_by_length if cfg.group_by_length is None else cfg.group_by_length
     guard = HealthGuard(verbose_epochs=cfg.progress)
-    collator = DynamicPaddingCollator(llm.tokenizer.pad_token_id)
+    from . import distributed
+
+    collator = DynamicPaddingCollator(llm.tokenizer.pad_token_id, refuse_unsupervised=distributed.world_size() == 1)
     args = training_arguments(cfg, output_dir, placement, use_ckpt)
     trainer = build_trainer(model, args, dataset, collator, guard=guard, callbacks=callbacks, group_by_length=group)
     return Recipe(cfg, llm, model, dataset, collator, trainer, guard, use_ckpt, group)

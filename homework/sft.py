@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import distributed
 from .checkpoints import checkpoints_dir, last_complete_checkpoint
 from .config import DEFAULT_OUTPUT_DIR, RESULTS_FILE, TRAIN_CONFIG_FILE, TrainConfig, make_config, saved_train_config
 from .errors import HomeworkError
@@ -42,7 +43,7 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     kwargs are TrainConfig fields. Checkpoints go to `<output_dir>-checkpoints`; resume=True
     continues from the newest complete one with the configuration it was started with.
     """
-    from .atomic import atomic_directory
+    from .atomic import atomic_directory, atomic_write_json
     from .metrics import plot_curves, write_metrics
     from .recipe import build_recipe, run_preflight
 
@@ -61,29 +62,38 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     t_start = time.perf_counter()
     recipe = build_recipe(cfg, ckpt_root, callbacks=callbacks)
     llm, model, trainer, guard = recipe.llm, recipe.model, recipe.trainer, recipe.guard
+    main = distributed.is_main()  # the one process that writes files, prints and evaluates
     if cfg.preflight:
-        run_preflight(recipe)
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    (ckpt_root / TRAIN_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    if cfg.progress:
-        print(f"[homework] {recipe.describe()}", flush=True)
+        _agreed(run_preflight, recipe)
+    if main:
+        atomic_write_json(ckpt_root / TRAIN_CONFIG_FILE, dataclasses.asdict(cfg))
+        if cfg.progress:
+            print(f"[homework] {recipe.describe()}", flush=True)
     t_train = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except KeyboardInterrupt:
-        trainer._save_checkpoint(trainer.model, trial=None)
-        print(f"\n[homework] interrupted at step {trainer.state.global_step}; checkpoint saved under {ckpt_root}.\n"
-              "Resume with: python -m homework.sft train --resume", file=sys.stderr, flush=True)
+        if distributed.world_size() == 1:
+            trainer._save_checkpoint(trainer.model, trial=None)
+            where = f"checkpoint saved under {ckpt_root}"
+        else:  # the processes were interrupted at different points: no collective save now
+            where = f"the last periodic checkpoint under {ckpt_root} is kept"
+        if main:
+            print(f"\n[homework] interrupted at step {trainer.state.global_step}; {where}.\n"
+                  "Resume with: python -m homework.sft train --resume", file=sys.stderr, flush=True)
         raise
     train_seconds = time.perf_counter() - t_train
     result = TrainResult(output_dir, guard.records, train_seconds)
+    if not main:
+        return result
 
     with atomic_directory(output_dir) as staging:
         model.save_pretrained(staging)
         (staging / TRAIN_CONFIG_FILE).write_text(json.dumps(
             {**dataclasses.asdict(cfg), "model": cfg.model or os.environ.get("HOMEWORK_MODEL") or "embedded"}, indent=2))
         write_metrics(staging, guard.records, train_seconds=train_seconds, config=dataclasses.asdict(cfg),
-                      model=llm.model_spec.describe(), device=recipe.placement.describe())
+                      model=llm.model_spec.describe(), device=recipe.placement.describe(),
+                      processes=distributed.world_size())
         plot_curves(staging, guard.records, title=f"SFT {llm.model_spec.name} r={cfg.lora_rank} lr={cfg.learning_rate}")
     if cfg.progress:
         print(f"[homework] trained {len(guard.records)} steps in {train_seconds:.1f} s; adapter saved to {output_dir}\n"
@@ -100,6 +110,19 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
               f"({len(bench.samples)} questions in {seconds:.1f} s); total {time.perf_counter() - t_start:.0f} s",
               flush=True)
     return result
+
+
+def _agreed(check, *args):
+    """Run a check that may raise a HomeworkError on some processes only; every process raises the same
+    error (or none), so none is left waiting for the others."""
+    try:
+        check(*args)
+        problem = None
+    except HomeworkError as exc:
+        problem = exc
+    problem = distributed.agree_on_failure(problem)
+    if problem is not None:
+        raise problem
 
 
 def _evaluate(llm, valid_file: str, limit: int | None):

@@ -25,20 +25,31 @@ def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.
 
     Normalised by `num_items_in_batch` (the supervised count of the whole accumulated batch) when
     given, so batch 4 x accumulation 1 and batch 2 x accumulation 2 give the same loss (catalog row 10).
+    The model is called through its wrappers (DDP's forward is what arms the gradient all-reduce); a
+    pre-hook on the output head hands it only the supervised positions' hidden states.
     """
-    base = _unwrap(model)
     labels = batch["labels"]
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     count = int(keep.sum())
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    base = _unwrap(model)
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    if decoder is None or head is None:  # unusual architecture: full logits
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        selected = logits[keep]
-    else:
-        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        selected = head(hidden[:, :-1][keep])
+    selected_early = []
+
+    def select_supervised(module, args):
+        hidden = args[0]
+        if hidden.dim() != 3 or hidden.shape[:2] != labels.shape:  # not the per-position head call
+            return None
+        selected_early.append(True)
+        return (hidden[:, :-1][keep], *args[1:])
+
+    handle = head.register_forward_pre_hook(select_supervised) if isinstance(head, torch.nn.Module) else None
+    try:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    finally:
+        if handle is not None:
+            handle.remove()
+    selected = logits if selected_early else logits[:, :-1][keep]  # unusual architecture: full logits
     loss_sum = F.cross_entropy(selected.float(), targets[keep], reduction="sum")
     denom = num_items_in_batch if num_items_in_batch is not None else count
     if isinstance(denom, torch.Tensor):
@@ -62,18 +73,36 @@ class SupervisedTrainer(Trainer):
 
         lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
         batch = self.args.per_device_train_batch_size
-        return LengthGroupedSampler(lengths, batch, seed=self.args.data_seed or self.args.seed)
+        return LengthGroupedSampler(lengths, batch, seed=self.args.data_seed or self.args.seed,
+                                    num_replicas=self.args.world_size, rank=self.args.process_index)
+
+    def get_train_dataloader(self):
+        loader = super().get_train_dataloader()
+        # accelerate wraps the batches in a BatchSamplerShard that deals whole batches out to the processes
+        # in turn. The length-grouped sampler already yields this process's share of each global batch, so
+        # the wrapper must pass them through (as transformers does for its own rank-aware sampler), including
+        # the last, partial batch, which it would otherwise fill up with rows from the start of the epoch.
+        shard = getattr(loader, "batch_sampler", None)
+        inner = getattr(shard, "batch_sampler", None)
+        from .sampling import LengthGroupedSampler
+
+        if isinstance(getattr(inner, "sampler", None), LengthGroupedSampler) and getattr(shard, "num_processes", 1) > 1:
+            shard.num_processes, shard.process_index, shard.even_batches = 1, 0, False
+        return loader
 
     def _save_checkpoint(self, model, trial, *args, **kwargs):
         # The Trainer writes a checkpoint file by file; a marker written last (atomically) tells a
         # resume which checkpoints are whole. A kill mid-save leaves one without it, which is skipped.
+        # Every process writes its part (its RNG state; the main one the weights and optimizer), so the
+        # marker waits for all of them and is written once, by the process that writes files.
         super()._save_checkpoint(model, trial, *args, **kwargs)
         from pathlib import Path
 
         from .checkpoints import mark_complete
 
+        self.accelerator.wait_for_everyone()
         ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-        if ckpt.is_dir():
+        if self.args.should_save and ckpt.is_dir():
             mark_complete(ckpt)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -81,7 +110,13 @@ class SupervisedTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         loss, count = supervised_loss(model, inputs, num_items_in_batch)
         if self.health_guard is not None and model.training:
-            self.health_guard.note_batch(count, int(inputs["attention_mask"].sum()))
+            unsupervised = int(((inputs["labels"][:, 1:] != IGNORE_INDEX).sum(dim=1) == 0).sum())
+            self.health_guard.note_batch(count, int(inputs["attention_mask"].sum()), unsupervised_rows=unsupervised)
         # When normalised by the accumulated count the loss is already scaled for accumulation.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        if num_items_in_batch is not None and getattr(self.args, "average_tokens_across_devices", False):
+            # num_items_in_batch counts the supervised tokens of every process; the gradient all-reduce
+            # then averages over processes, so each process's share is scaled back up by their number
+            # (as the stock Trainer does): N processes x batch B == one process x batch N*B.
+            loss = loss * self.accelerator.num_processes
         return loss

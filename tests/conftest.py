@@ -19,7 +19,7 @@ CALLER_ENV = dict(os.environ)
 # change what a test sees. HOMEWORK_CACHE stays: it is where the converted model lives, and tests of
 # the cache itself point it elsewhere with monkeypatch. The plugin read --hw-model/--hw-device (and
 # their environment fallbacks) once at start-up, before this runs.
-ISOLATED_ENV = ("HOMEWORK_FAULT", "HOMEWORK_WHEEL", "HOMEWORK_MODEL", "HOMEWORK_DEVICE", "HOMEWORK_DATA_DIR")
+ISOLATED_ENV = ("HOMEWORK_FAULT", "HOMEWORK_FAULT_RANK", "HOMEWORK_WHEEL", "HOMEWORK_MODEL", "HOMEWORK_DEVICE", "HOMEWORK_DATA_DIR")
 
 
 @pytest.fixture(autouse=True)

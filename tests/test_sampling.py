@@ -1,5 +1,6 @@
 """Length-grouped sampling: every epoch is a permutation of the rows, in a new order each epoch."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,3 +43,38 @@ def test_batches_group_similar_lengths():
     batches = [order[k:k + 16] for k in range(0, len(order), 16)]
     waste = sum(max(lens[i] for i in b) * len(b) - sum(lens[i] for i in b) for b in batches)
     assert waste < 0.2 * sum(lens)
+
+
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=300), st.integers(1, 8), st.integers(2, 4),
+       st.integers(0, 2**16), st.integers(0, 3))
+def test_processes_split_the_global_batches_of_one_process(lens, batch, processes, seed, epoch):
+    """N processes x batch B see, step by step, the rows one process sees with batch N*B; every process has
+    the same number of batches (or the others would wait for it), each of at most B rows; and an epoch
+    covers every row once across processes, except that when fewer rows than processes are left over
+    for the last step, the first rows fill in (at most N-1 repeats)."""
+    single = LengthGroupedSampler(lens, batch * processes, seed=seed)
+    single.set_epoch(epoch)
+    steps_of_one = [b for b in single.global_batches()]
+    shards = []
+    for rank in range(processes):
+        sampler = LengthGroupedSampler(lens, batch, seed=seed, num_replicas=processes, rank=rank)
+        sampler.set_epoch(epoch)
+        stream = list(sampler)
+        assert len(stream) == len(sampler)
+        # what the DataLoader's BatchSampler does with this process's stream
+        shards.append([stream[k:k + batch] for k in range(0, len(stream), batch)])
+    assert len({len(s) for s in shards}) == 1  # the same number of steps on every process
+    together = [sum((shards[r][k] for r in range(processes)), []) for k in range(len(shards[0]))]
+    leftover = len(lens) % (batch * processes)
+    if leftover == 0 or leftover >= processes:
+        assert together == steps_of_one
+        assert sorted(sum(together, [])) == list(range(len(lens)))
+    else:
+        assert together[:-1] == steps_of_one[:-1] and together[-1][:leftover] == steps_of_one[-1]
+        seen = sum(together, [])
+        assert set(seen) == set(range(len(lens))) and len(seen) == len(lens) + processes - leftover
+
+
+def test_a_rank_outside_the_process_count_is_refused():
+    with pytest.raises(ValueError, match="rank 2 is not in"):
+        LengthGroupedSampler([3, 4], 1, num_replicas=2, rank=2)
