@@ -123,6 +123,25 @@ def fuzz(session):
         session.error(f"a property failed under fuzz seed {seed}: replay with nox -s fuzz -- {seed}")
 
 
+@nox.session
+def repeat(session):
+    """The fast unit tests (everything but `integration` and `slow`) 20 times over while a second process keeps
+    a core busy: a test that fails only sometimes, or only on a loaded machine, is flaky. `nox -s repeat -- 5`
+    for fewer rounds."""
+    import subprocess
+    import sys
+
+    install(session)
+    session.install("pytest-repeat==0.9.4")
+    count = session.posargs[0] if session.posargs else "20"
+    loader = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        session.run("pytest", "-m", "not slow and not integration", "-p", "no:cacheprovider", "-q",
+                    f"--count={count}", "--repeat-scope=session")
+    finally:
+        loader.kill()
+
+
 EQUIVALENT_MUTANTS = Path("tests/mutants-equivalent.txt")
 
 

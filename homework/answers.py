@@ -22,9 +22,9 @@ def format_number(value: float, significant: int = SIGNIFICANT_DIGITS) -> str:
     decimals = max(significant - 1 - math.floor(math.log10(abs(value))), 0)
     rounded = round(value, decimals)
     text = f"{rounded:.{max(decimals, 0)}f}"
-    if "." in text:
+    if "." in text:  # four significant digits keep a non-zero digit, so this never strips to "" or "-0"
         text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return text
 
 
 def wrap_answer(value: float) -> str:

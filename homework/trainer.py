@@ -90,6 +90,24 @@ class SupervisedTrainer(Trainer):
             shard.num_processes, shard.process_index, shard.even_batches = 1, 0, False
         return loader
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # transformers 4.x maps the optimizer state to args.device when several processes train; on CPU that is
+        # torch.device("cpu", 0), which torch.load cannot restore to ("tagged with cpu:0") -- resume failed there.
+        device = self.args.device
+        if checkpoint is None or device.type != "cpu" or device.index is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        from unittest import mock
+
+        real_load = torch.load
+
+        def load_to_cpu(*args, **kwargs):
+            if kwargs.get("map_location") is not None:
+                kwargs["map_location"] = "cpu"
+            return real_load(*args, **kwargs)
+
+        with mock.patch.object(torch, "load", load_to_cpu):
+            return super()._load_optimizer_and_scheduler(checkpoint)
+
     def _save_checkpoint(self, model, trial, *args, **kwargs):
         # The Trainer writes a checkpoint file by file; a marker written last (atomically) tells a
         # resume which checkpoints are whole. A kill mid-save leaves one without it, which is skipped.

@@ -85,3 +85,34 @@ def test_parse_answer_fuzz_tag_soup(text):
        st.sampled_from(["km", "kg", "litres", "(approx.)", "units"]))
 def test_fallback_number_with_trailing_words_keeps_its_decimals(value, words):
     assert parse_answer(f"<answer>{value} {words}</answer>") == pytest.approx(float(value), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("<answer>−3 km</answer>", -3.0),  # the fallback reads a unicode minus too
+        ("<answer>- 3 km</answer>", -3.0),  # and a sign spaced from its number
+        ("<answer>1,000 km</answer>", 1000.0),  # and thousands separators
+        ("<answer>1_000 km</answer>", 1000.0),
+        ("<answer>2 * 3</answer></answer>", 6.0),  # the first closing tag ends the answer
+        ("<answer>4</answer> then <answer>2 * 3</answer>", 4.0),
+    ],
+)
+def test_the_fallback_number_and_the_answer_boundary(text, expected):
+    assert parse_answer(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["<answer></answer> 5", "<answer>1e999 km</answer>", "<answer>1/0</answer>",
+                                  "<answer>-1e999 m</answer>"])
+def test_an_empty_or_non_finite_answer_is_nan_not_a_number_found_elsewhere(text):
+    """An empty tag does not borrow a number from after it; an infinite or undefined value is no answer."""
+    assert math.isnan(parse_answer(text))
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15))
+def test_format_number_is_plain_decimal_and_reads_back(value):
+    text = format_number(value)
+    assert text and text != "-0" and "e" not in text.lower()
+    assert float(text) == pytest.approx(value, rel=1e-3, abs=1e-300)
+    if "." in text:
+        assert not text.endswith(("0", "."))  # no trailing zeros or bare point

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,57 @@ def test_atomic_write_json(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"x": 1})
     assert json.loads((tmp_path / "m.json").read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_json_is_written_indented_in_the_callers_key_order(tmp_path):
+    """metrics.json and eval_results.json are read by people: two-space indent, keys as the code lists them."""
+    atomic_write_json(tmp_path / "m.json", {"steps": [1, 2], "accuracy": 0.5})
+    assert (tmp_path / "m.json").read_text() == '{\n  "steps": [\n    1,\n    2\n  ],\n  "accuracy": 0.5\n}\n'
+
+
+def test_a_single_file_is_staged_as_a_hidden_sibling_and_cleaned_up_when_the_rename_fails(tmp_path, monkeypatch):
+    """Staged beside the target (a rename within one directory is atomic; across filesystems it is not),
+    under a hidden temporary name, and removed if the write cannot complete."""
+    from homework import atomic
+
+    seen = []
+
+    def failing_replace(src, dst):
+        seen.append((Path(src), Path(dst)))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic.atomic_write_bytes(tmp_path / "m.json", b"{}")
+    (src, dst), = seen
+    assert src.parent == tmp_path and src.name.startswith(".m.json.") and src.name.endswith(".tmp")
+    assert dst == tmp_path / "m.json"
+    assert list(tmp_path.iterdir()) == []  # neither the temporary file nor a partial target is left
+
+
+def test_recovery_restores_the_newest_backup_and_drops_the_older_ones(tmp_path):
+    target = tmp_path / "adapter"
+    for name, text, mtime in ((".adapter.old-aaaa", "newer", 2_000_000_000), (".adapter.old-zzzz", "older", 1_000_000_000)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "a.txt").write_text(text)
+        os.utime(d, (mtime, mtime))
+    recover_directory(target)
+    assert (target / "a.txt").read_text() == "newer"  # by time, not by name
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_recovery_keeps_a_complete_target_and_drops_a_leftover_backup(tmp_path):
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "a.txt").write_text("current")
+    old = tmp_path / ".adapter.old-1234"
+    old.mkdir()
+    (old / "a.txt").write_text("previous")
+    recover_directory(target)
+    assert (target / "a.txt").read_text() == "current"
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+    recover_directory(tmp_path / "missing-parent" / "adapter")  # nothing to recover: no error
 
 
 KILLED_SAVER = r"""

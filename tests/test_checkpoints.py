@@ -2,7 +2,13 @@
 
 import pytest
 
-from homework.checkpoints import COMPLETE_MARKER, checkpoint_step, checkpoints_dir, last_complete_checkpoint
+from homework.checkpoints import (
+    COMPLETE_MARKER,
+    checkpoint_step,
+    checkpoints_dir,
+    last_complete_checkpoint,
+    mark_complete,
+)
 
 
 def test_checkpoints_sit_beside_the_output_directory(tmp_path):
@@ -31,7 +37,7 @@ def test_only_checkpoints_marked_complete_are_resumed_from(tmp_path):
         ckpt.mkdir()
         (ckpt / "trainer_state.json").write_text("{}")
         if complete:
-            (ckpt / COMPLETE_MARKER).write_text("ok")
+            mark_complete(ckpt)
     assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"  # checkpoint-6 was cut off mid-save
 
 
@@ -45,3 +51,11 @@ def test_resume_picks_the_checkpoint_with_the_highest_step_not_the_last_name(tmp
         (ckpt / "trainer_state.json").write_text("{}")
         (ckpt / COMPLETE_MARKER).write_text("ok")
     assert last_complete_checkpoint(tmp_path).name == newest
+
+
+def test_the_marker_is_one_named_file_inside_the_checkpoint(tmp_path):
+    """What the trainer writes after a checkpoint's files: exactly the marker a resume looks for, nothing else."""
+    ckpt = tmp_path / "checkpoint-4"
+    ckpt.mkdir()
+    mark_complete(ckpt)
+    assert [p.name for p in ckpt.iterdir()] == [COMPLETE_MARKER] and (ckpt / COMPLETE_MARKER).read_bytes() == b"ok\n"

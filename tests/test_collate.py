@@ -84,7 +84,20 @@ def test_a_row_with_no_supervised_token_is_refused(batch, where, ids):
     bad = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [IGNORE_INDEX] * len(ids)}
     with pytest.raises(TrainingHealthError, match=f"batch row {where} has no supervised label") as err:
         DynamicPaddingCollator(PAD)(batch[:where] + [bad] + batch[where:])
-    assert err.value.catalog_row == 2
+    assert err.value.catalog_row == 2 and "Failure catalog row 2: drop or fix the row" in str(err.value)
+    # In a run of several processes the guard reports it instead, at the same step on every process.
+    out = DynamicPaddingCollator(PAD, refuse_unsupervised=False)(batch[:where] + [bad] + batch[where:])
+    assert (out["labels"][where] == IGNORE_INDEX).all()
+
+
+@given(st.lists(st.lists(ALPHABET, min_size=1, max_size=12), min_size=1, max_size=6))
+def test_rows_without_an_attention_mask_attend_to_every_real_token(ids_per_row):
+    """The mask defaults to 1 over each row's own tokens and 0 over its padding; every output is int64."""
+    batch = [{"input_ids": ids, "labels": ids} for ids in ids_per_row]
+    out = DynamicPaddingCollator(PAD)(batch)
+    for row, ids in enumerate(ids_per_row):
+        assert out["attention_mask"][row].tolist() == [1] * len(ids) + [0] * (out["input_ids"].shape[1] - len(ids))
+    assert {t.dtype for t in out.values()} == {torch.long}
 
 
 @given(batches, st.integers(1, 16))
@@ -96,5 +109,5 @@ def test_pad_to_multiple(batch, multiple):
 
 
 def test_an_empty_batch_is_refused():
-    with pytest.raises(ValueError, match="empty batch"):
+    with pytest.raises(ValueError, match="^cannot collate an empty batch$"):
         DynamicPaddingCollator(PAD)([])

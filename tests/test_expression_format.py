@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 from hypothesis import given
@@ -73,3 +74,28 @@ def test_products_and_quotients_match_a_left_fold(ops, first):
         expected = expected * n if op == "*" else expected / n
     text = f"{first}" + "".join(f" {op} {n}" for op, n in ops)
     assert evaluate_expression(text) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("text, message", [("", "empty or too long"), ("6 *", "expected a number"),
+                                           ("(1 + 2", "unbalanced"), ("1 2", "trailing tokens"), ("6 $ 2", r"\$")])
+def test_a_malformed_expression_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        evaluate_expression(text)
+
+
+def test_expressions_are_limited_to_64_tokens():
+    """A bound on the work per answer: 64 tokens parse, 65 do not."""
+    sixty_four = "-1" + " + 1" * 31
+    assert evaluate_expression(sixty_four) == 30
+    with pytest.raises(ValueError, match="too long"):
+        evaluate_expression("-" + sixty_four)
+
+
+@pytest.mark.parametrize("text, value", [("+5", 5.0), ("2 * +3", 6.0), ("1_000 * 2", 2000.0), ("−3 * 2", -6.0),
+                                         ("-(-4)", 4.0)])
+def test_signs_and_separators_inside_expressions(text, value):
+    assert evaluate_expression(text) == pytest.approx(value)
+
+
+def test_division_by_zero_is_nan_not_an_error():
+    assert math.isnan(evaluate_expression("1 / 0")) and math.isnan(evaluate_expression("6 * 1000 / (1 - 1)"))

@@ -142,6 +142,59 @@ def test_batch_with_no_supervised_token_stops_before_the_step():
     assert err.value.catalog_row == 2
 
 
+def _tiny_model(grad: float | None):
+    model = torch.nn.Linear(2, 1, bias=False)
+    if grad is not None:
+        model.weight.grad = torch.full_like(model.weight, grad)
+    frozen = torch.nn.Parameter(torch.full((3,), 100.0), requires_grad=False)
+    frozen.grad = torch.full((3,), 100.0)  # a frozen parameter's stale gradient must not count
+    model.register_parameter("frozen", frozen)
+    return model
+
+
+def test_the_gradient_norm_is_taken_over_trainable_parameters_before_the_optimizer_step():
+    guard = HealthGuard()
+    guard.on_step_begin(_args(), SimpleNamespace(global_step=0), None)
+    guard.on_pre_optimizer_step(_args(), SimpleNamespace(global_step=0), None, model=_tiny_model(3.0))
+    assert guard._grad_norm == pytest.approx(math.sqrt(2 * 3.0 ** 2))
+    _log(guard, 1, loss=2.0, learning_rate=1e-3)  # a plain Trainer's log without grad_norm: the guard's own
+    assert guard.records[0].grad_norm == pytest.approx(math.sqrt(18))
+    no_grads = HealthGuard(stop=False)
+    no_grads.on_pre_optimizer_step(_args(), SimpleNamespace(global_step=0), None, model=_tiny_model(None))
+    assert math.isnan(no_grads._grad_norm)  # nothing received a gradient: no norm to report
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_gradient_stops_before_the_optimizer_step_naming_the_step(bad):
+    guard = HealthGuard()
+    with pytest.raises(TrainingHealthError, match=f"step 5: the gradient norm is {bad}") as err:
+        guard.on_pre_optimizer_step(_args(), SimpleNamespace(global_step=4), None, model=_tiny_model(bad))
+    assert err.value.catalog_row == 1 and err.value.step == 5
+    HealthGuard(stop=False).on_pre_optimizer_step(_args(), SimpleNamespace(global_step=4), None, model=_tiny_model(bad))
+
+
+def test_a_batch_with_an_unsupervised_row_stops_naming_the_step():
+    guard = HealthGuard()
+    guard.on_step_begin(_args(), SimpleNamespace(global_step=6), None)
+    with pytest.raises(TrainingHealthError, match="step 7: 2 row\\(s\\) of this batch have no supervised label") as err:
+        guard.note_batch(10, 40, unsupervised_rows=2)
+    assert err.value.catalog_row == 2 and err.value.step == 7
+    guard.note_batch(10, 40, unsupervised_rows=0)  # a healthy batch passes
+    HealthGuard(stop=False).note_batch(0, 40)  # stop=False records only
+
+
+def test_epoch_summaries_average_that_epochs_losses(capsys):
+    guard = HealthGuard(verbose_epochs=True)
+    for step, (loss, epoch) in enumerate([(4.0, 0.5), (2.0, 1.0), (1.0, 1.5), (0.5, 2.0)], start=1):
+        _log(guard, step, loss=loss, grad_norm=1.0, learning_rate=1e-3, epoch=epoch)
+        if epoch in (1.0, 2.0):
+            guard.on_epoch_end(_args(), SimpleNamespace(epoch=epoch), None)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["[homework] epoch 1: mean loss 3.0000 over 2 steps", "[homework] epoch 2: mean loss 0.7500 over 2 steps"]
+    HealthGuard(verbose_epochs=False).on_epoch_end(_args(), SimpleNamespace(epoch=1.0), None)
+    assert capsys.readouterr().out == ""
+
+
 def test_assert_training_healthy_messages_name_the_cause():
     good = [StepRecord(1, 2.0, 1.0, 1e-3), StepRecord(2, 1.5, 0.9, 1e-3)]
     assert_training_healthy(good, require_progress=True)
@@ -308,3 +361,131 @@ def test_preflight_warns_when_the_text_merges_across_the_boundary(hw_tokenizer, 
     warnings_ = [f for f in findings if f.severity == "warning"]
     assert len(warnings_) == 1 and warnings_[0].rows == [0] and "boundary" in warnings_[0].check
     assert enforce_preflight(findings) == warnings_
+
+
+# ---------------------------------------------------------------- exact wording and boundaries (fast)
+
+
+def test_findings_render_as_a_table_naming_rows_with_their_file():
+    from homework.health import Finding, format_findings
+
+    findings = [Finding("error", "rows with no supervised token", "why", list(range(10))),
+                Finding("warning", "precision", "detail only", [])]
+    assert format_findings(findings, "data/train.json").splitlines() == [
+        "  ERROR   rows with no supervised token [10 rows: data/train.json:0, data/train.json:1, data/train.json:2, "
+        "data/train.json:3, data/train.json:4, data/train.json:5, data/train.json:6, data/train.json:7 (+2 more)]",
+        "          why",
+        "  WARNING precision",
+        "          detail only",
+    ]
+    assert format_findings([Finding("error", "c", "d", [3, 4])], None, limit=2).splitlines()[0] == "  ERROR   c [2 rows: 3, 4]"
+    with pytest.raises(PreflightError) as err:
+        enforce_preflight(findings, "data/train.json")
+    assert str(err.value).startswith("pre-flight scan refused to start training:\n  ERROR   rows with no supervised")
+    assert "WARNING" not in str(err.value)
+    assert enforce_preflight([findings[1]]) == [findings[1]]
+
+
+@pytest.mark.parametrize("record, expected", [
+    (StepRecord(1, 0.0, 1.0, 1e-3), (2, "the loss is exactly 0.0, which a real cross-entropy never is (nothing "
+                                        "supervised, or NaN masked)")),
+    (StepRecord(1, -0.5, 1.0, 1e-3), (2, "the loss is -0.5: a cross-entropy is never negative")),
+    (StepRecord(1, 0.5, 0.0, 1e-3), (8, "the gradient norm is exactly 0: no trainable parameter received a gradient")),
+    (StepRecord(1, 0.5, float("inf"), 1e-3), (1, "the gradient norm is inf")),
+    (StepRecord(1, 0.5, 1.0, 1e-3), None),  # a small loss is healthy
+    (StepRecord(1, 2.0, 1.0, 0.0), (15, "the learning rate is still 0.0 after 0 warmup steps")),
+])
+def test_each_unhealthy_step_has_its_catalog_row_and_words(record, expected):
+    from homework.health import step_problem
+
+    assert step_problem(record) == expected
+
+
+def test_a_zero_learning_rate_is_fine_up_to_the_last_warmup_step():
+    from homework.health import step_problem
+
+    assert step_problem(StepRecord(3, 2.0, 1.0, 0.0), warmup_steps=3) is None
+    assert step_problem(StepRecord(4, 2.0, 1.0, 0.0), warmup_steps=3)[0] == 15
+
+
+@pytest.mark.parametrize("warmup, total, expected", [
+    (0, 10, None), (1, None, None), (1, 0, None), (1, 1, "the warm-up (1 steps) is not shorter than the run (1 steps): "
+                                                    "the learning rate never reaches its peak"),
+    (5, 10, None), (6, 10, "the warm-up (6 steps) takes more than half of the run (10 steps): the learning rate "
+                           "reaches its peak late"),
+    (1, 2, None), (1, 3, None),
+])
+def test_warmup_problem_wording_and_boundaries(warmup, total, expected):
+    assert warmup_problem(warmup, total) == expected
+
+
+def test_the_guard_reads_the_schedule_and_forces_a_log_every_step():
+    args = _args(logging_steps=50, logging_strategy="epoch", warmup_steps=0, warmup_ratio=0.7)
+    guard = HealthGuard()
+    with pytest.warns(UserWarning, match=r"warm-up \(4 steps\) takes more than half of the run \(5 steps\)"):
+        guard.on_train_begin(args, SimpleNamespace(max_steps=5), None)
+    assert (args.logging_strategy, args.logging_steps) == ("steps", 1)
+    assert guard._warmup_steps == 4  # ceil(0.7 * 5)
+    every_epoch = _args(logging_steps=1, logging_strategy="epoch")
+    HealthGuard().on_train_begin(every_epoch, SimpleNamespace(max_steps=5), None)
+    assert every_epoch.logging_strategy == "steps"
+    bare = SimpleNamespace(logging_steps=1, logging_strategy="steps", logging_nan_inf_filter=True)  # no warm-up fields
+    guard.on_train_begin(bare, SimpleNamespace(max_steps=5), None)
+    assert guard._warmup_steps == 0
+    larger = HealthGuard()
+    larger.on_train_begin(_args(warmup_steps=3, warmup_ratio=0.1), SimpleNamespace(max_steps=100), None)
+    assert larger._warmup_steps == 10
+
+
+def test_a_record_without_logged_grad_norm_or_lr_says_nan_and_times_the_step():
+    guard = HealthGuard(stop=False)
+    guard.on_step_begin(_args(), SimpleNamespace(global_step=0), None)
+    _log(guard, 1, loss=2.0)
+    rec = guard.records[0]
+    assert math.isnan(rec.grad_norm) and math.isnan(rec.learning_rate)
+    assert 0 < rec.step_time_s < 60 and rec.supervised_tokens is None and rec.tokens is None
+    timed = StepRecord(1, 2.0, 1.0, 1e-3, supervised_tokens=10, tokens=40, step_time_s=2.0)
+    assert timed.as_dict()["tokens_per_s"] == 20.0 and timed.tokens_per_s == 20.0
+
+
+def test_a_problem_found_outside_a_step_names_no_step():
+    with pytest.raises(TrainingHealthError) as err:
+        HealthGuard().note_batch(0, 10)
+    assert str(err.value).startswith("training stopped at no token in this batch is supervised")
+
+
+def test_the_assertion_helper_reads_metrics_json_rows():
+    rows = [StepRecord(1, 2.0, 1.0, 1e-3, 10, 40, 2.0).as_dict(), StepRecord(2, 1.0, 1.0, 1e-3, 10, 40, 2.0).as_dict()]
+    assert_training_healthy(rows, require_progress=True)
+    rows[1]["loss"] = 0.0
+    with pytest.raises(AssertionError, match="step 2: the loss is exactly 0.0"):
+        assert_training_healthy(rows)
+
+
+def test_with_several_processes_a_local_problem_waits_for_one_verdict(monkeypatch):
+    """Rank-aware guard: a batch problem is held until every process agrees before the optimizer step (one
+    stopping alone would leave the others in the all-reduce); token counts become the sum over processes."""
+    from homework import distributed
+
+    verdicts = []
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "sum_across_ranks", lambda values: [v * 2 for v in values])
+    monkeypatch.setattr(distributed, "agree_on_failure", lambda local: verdicts.append(local) or local)
+    guard = HealthGuard()
+    state = SimpleNamespace(global_step=0)
+    guard.on_step_begin(_args(), state, None)
+    guard.note_batch(0, 10)  # held, not raised
+    guard.note_batch(5, 20)
+    with pytest.raises(TrainingHealthError, match="step 1: no token in this batch"):
+        guard.on_pre_optimizer_step(_args(), state, None, model=_tiny_model(1.0))
+    assert guard._pending_tokens == [10, 60] and isinstance(verdicts[0], TrainingHealthError)
+
+    healthy = HealthGuard()
+    healthy.note_batch(5, 20)
+    healthy.on_pre_optimizer_step(_args(), state, None, model=_tiny_model(1.0))  # nothing anywhere: no stop
+    assert verdicts[1] is None and healthy._pending_tokens == [10, 40]
+
+    other = TrainingHealthError("on rank 1 of 2: training stopped at step 1: ...", catalog_row=2, step=1)
+    monkeypatch.setattr(distributed, "agree_on_failure", lambda local: other)
+    with pytest.raises(TrainingHealthError, match="on rank 1 of 2"):  # another process's problem stops this one
+        HealthGuard().on_pre_optimizer_step(_args(), state, None, model=_tiny_model(1.0))

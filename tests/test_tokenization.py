@@ -117,3 +117,71 @@ def test_tokenized_dataset_fixed_length_by_default(hw_tokenizer):
     ds = TokenizedDataset(hw_tokenizer, Dataset("valid"), format_example)
     assert {len(ds[i]["input_ids"]) for i in range(len(ds))} == {128}
     assert len(ds) == 300
+
+
+# ---------------------------------------------------------------- exact layout on a character tokenizer (fast)
+
+
+class CharTokenizer:
+    """One id per character (ord + 10): layouts can be written out by hand."""
+
+    def __init__(self, eos=2, pad=0):
+        self.eos_token_id, self.pad_token_id = eos, pad
+
+    def __call__(self, text, add_special_tokens=False):
+        assert add_special_tokens is False  # training and inference encode without added specials
+        return {"input_ids": [ord(c) + 10 for c in text]}
+
+
+def ids(text):
+    return [ord(c) + 10 for c in text]
+
+
+@pytest.mark.parametrize("pad_id, expected_pad", [(0, 0), (None, 2)])  # no pad token: pad with EOS, masked by position
+def test_a_row_is_prompt_then_answer_and_eos_then_padding(pad_id, expected_pad):
+    row = tokenize(CharTokenizer(pad=pad_id), "  a  b ", "<7>", max_length=12)
+    prompt, target = ids("a b\n"), ids("<7>") + [2]
+    assert row["input_ids"] == prompt + target + [expected_pad] * 4
+    assert row["labels"] == [IGNORE_INDEX] * 4 + target + [IGNORE_INDEX] * 4
+    assert row["attention_mask"] == [1] * 8 + [0] * 4
+    ragged = tokenize(CharTokenizer(pad=pad_id), "a b", "<7>", max_length=12, pad=False)
+    assert ragged["input_ids"] == prompt + target and ragged["attention_mask"] == [1] * 8
+    assert tokenize(CharTokenizer(), "a b", "<7>", max_length=None)["input_ids"] == prompt + target
+
+
+def test_a_row_may_fill_max_length_exactly_but_not_exceed_it():
+    assert len(tokenize(CharTokenizer(), "a b", "<7>", max_length=8)["input_ids"]) == 8
+    with pytest.raises(AnswerDoesNotFit) as err:
+        tokenize(CharTokenizer(), "a b", "<7>", max_length=7)
+    e = err.value
+    assert (e.prompt_tokens, e.answer_tokens, e.max_length) == (4, 4, 7)
+    assert str(e).startswith("question is 4 tokens and the answer + EOS 4: 8 > max_length=7, so the answer would be cut")
+
+
+def test_a_tokenizer_without_eos_is_refused():
+    with pytest.raises(DataError, match="no EOS token"):
+        tokenize(CharTokenizer(eos=None), "a", "b")
+
+
+class Rows(list):
+    path = "data/some.json"
+
+
+def test_the_dataset_keeps_questions_answers_and_rows_in_step_and_lists_what_cannot_fit():
+    fmt = lambda q, a: {"question": q, "answer": f"<{a}>"}  # noqa: E731
+    ds = TokenizedDataset(CharTokenizer(), Rows([("a", 1), ("bb", 22)]), fmt, max_length=20, pad=False)
+    assert (len(ds), ds.questions, ds.answers, ds.source) == (2, ["a", "bb"], ["<1>", "<22>"], "data/some.json")
+    assert ds[1] == tokenize(CharTokenizer(), "bb", "<22>", max_length=20, pad=False)
+    too_long = Rows([("q" * 30, 1)] * 10 + [("ok", 2)])
+    with pytest.raises(DataError) as err:
+        TokenizedDataset(CharTokenizer(), too_long, fmt, max_length=20)
+    lines = str(err.value).splitlines()
+    assert lines[0] == ("10 row(s) cannot fit their answer in max_length=20; training on them would supervise nothing "
+                        "(failure catalog row 3):")
+    assert lines[1] == "  data/some.json, row 0: prompt 31 + answer 4 tokens > max_length=20"
+    assert lines[8].startswith("  data/some.json, row 7:") and lines[9] == "  (+2 more rows)"
+    assert lines[-1] == "Fix: shorten or remove those questions, or raise max_length."
+    with pytest.raises(DataError, match="the dataset, row 0: prompt 31"):
+        TokenizedDataset(CharTokenizer(), [("q" * 30, 1)], fmt, max_length=20)
+    course = TokenizedDataset(CharTokenizer(), [("a", 6.0)], max_length=None)  # the course's format by default
+    assert course.answers == [format_example("a", 6.0)["answer"]] and course.source is None
