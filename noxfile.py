@@ -143,6 +143,8 @@ def repeat(session):
 
 
 EQUIVALENT_MUTANTS = Path("tests/mutants-equivalent.txt")
+MUTANT_ENV = {"HYPOTHESIS_PROFILE": "mutants", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
 
 
 def mutation_scores(results: str, equivalent: set[str]) -> dict[str, dict[str, int]]:
@@ -172,7 +174,10 @@ def mutants(session):
     new test or listed with its reason in tests/mutants-equivalent.txt."""
     install(session)
     session.install("mutmut==3.8.1")
-    session.run("mutmut", "run", "--max-children", "2", *session.posargs, env={"HYPOTHESIS_PROFILE": "mutants"})
+    # mutmut forks each mutant's test run from a process that has already run tests: with torch's OpenMP
+    # pool (or the tokenizers' threads) started there, a forked child deadlocks in its first parallel op and
+    # only the timeout ends it. One thread per process keeps the children fork-safe; two children use both cores.
+    session.run("mutmut", "run", "--max-children", "2", *session.posargs, env=MUTANT_ENV)
     results = session.run("mutmut", "results", "--all", "true", silent=True) or ""
     equivalent = {line.split()[0] for line in EQUIVALENT_MUTANTS.read_text().splitlines()
                   if line.strip() and not line.startswith("#")} if EQUIVALENT_MUTANTS.is_file() else set()

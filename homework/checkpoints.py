@@ -29,7 +29,7 @@ def checkpoint_step(checkpoint: Path) -> int | None:
 def last_complete_checkpoint(directory: Path) -> Path | None:
     """The complete checkpoint with the highest step number (by number: checkpoint-100 after -50)."""
     best = None
-    for ckpt in Path(directory).glob("checkpoint-*"):
+    for ckpt in sorted(Path(directory).glob("checkpoint-*")):  # a fixed order, whatever the filesystem's
         step = checkpoint_step(ckpt)
         if step is None or not (ckpt / COMPLETE_MARKER).is_file():
             continue

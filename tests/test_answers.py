@@ -116,3 +116,7 @@ def test_format_number_is_plain_decimal_and_reads_back(value):
     assert float(text) == pytest.approx(value, rel=1e-3, abs=1e-300)
     if "." in text:
         assert not text.endswith(("0", "."))  # no trailing zeros or bare point
+
+
+def test_the_fallback_drops_every_separator_before_reading_the_number():
+    assert parse_answer("<answer>1__000 m</answer>") == 1000.0  # float() itself refuses a doubled underscore

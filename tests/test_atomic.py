@@ -81,7 +81,8 @@ def test_a_single_file_is_staged_as_a_hidden_sibling_and_cleaned_up_when_the_ren
 
 def test_recovery_restores_the_newest_backup_and_drops_the_older_ones(tmp_path):
     target = tmp_path / "adapter"
-    for name, text, mtime in ((".adapter.old-aaaa", "newer", 2_000_000_000), (".adapter.old-zzzz", "older", 1_000_000_000)):
+    for name, text, mtime in ((".adapter.old-aaaa", "newer", 2_000_000_000), (".adapter.old-zzzz", "older", 1_000_000_000),
+                              (".adapter.old-mmmm", "oldest", 500_000_000)):
         d = tmp_path / name
         d.mkdir()
         (d / "a.txt").write_text(text)

@@ -59,3 +59,15 @@ def test_the_marker_is_one_named_file_inside_the_checkpoint(tmp_path):
     ckpt.mkdir()
     mark_complete(ckpt)
     assert [p.name for p in ckpt.iterdir()] == [COMPLETE_MARKER] and (ckpt / COMPLETE_MARKER).read_bytes() == b"ok\n"
+
+
+@pytest.mark.parametrize("broken", ["unmarked", "unreadable"])
+def test_a_broken_checkpoint_before_a_whole_one_does_not_end_the_search(tmp_path, broken):
+    for step in (1, 2):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{ half" if step == 1 and broken == "unreadable" else "{}")
+        if step == 2 or broken == "unreadable":
+            mark_complete(ckpt)
+    (tmp_path / "checkpoint-notes").mkdir()  # not a checkpoint at all
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-2"

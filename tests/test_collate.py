@@ -84,7 +84,9 @@ def test_a_row_with_no_supervised_token_is_refused(batch, where, ids):
     bad = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [IGNORE_INDEX] * len(ids)}
     with pytest.raises(TrainingHealthError, match=f"batch row {where} has no supervised label") as err:
         DynamicPaddingCollator(PAD)(batch[:where] + [bad] + batch[where:])
-    assert err.value.catalog_row == 2 and "Failure catalog row 2: drop or fix the row" in str(err.value)
+    assert err.value.catalog_row == 2 and str(err.value) == (
+        f"batch row {where} has no supervised label (every label is -100): it would add 0/0 to the loss. Failure "
+        "catalog row 2: drop or fix the row before training (the pre-flight scan lists them).")
     # In a run of several processes the guard reports it instead, at the same step on every process.
     out = DynamicPaddingCollator(PAD, refuse_unsupervised=False)(batch[:where] + [bad] + batch[where:])
     assert (out["labels"][where] == IGNORE_INDEX).all()

@@ -77,7 +77,8 @@ def test_products_and_quotients_match_a_left_fold(ops, first):
 
 
 @pytest.mark.parametrize("text, message", [("", "empty or too long"), ("6 *", "expected a number"),
-                                           ("(1 + 2", "unbalanced"), ("1 2", "trailing tokens"), ("6 $ 2", r"\$")])
+                                           ("(1 + 2", "unbalanced"), ("1 2", "trailing tokens"), ("6 $ 2", r"\$"),
+                                           ("6 X 2", "X")])
 def test_a_malformed_expression_says_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
         evaluate_expression(text)
@@ -99,3 +100,23 @@ def test_signs_and_separators_inside_expressions(text, value):
 
 def test_division_by_zero_is_nan_not_an_error():
     assert math.isnan(evaluate_expression("1 / 0")) and math.isnan(evaluate_expression("6 * 1000 / (1 - 1)"))
+
+
+def test_unit_mentions_prefer_the_longest_name_and_keep_later_ones():
+    """"kilometers per hour" is one speed unit, not kilometers; a later, separate "kilometers" still counts."""
+    from homework.expression_format import _mentions
+
+    question = "Convert 5 kilometers per hour into meters per second (kilometers are long)"
+    found = [(pos, unit.key) for pos, unit in _mentions(question)]
+    assert found == [(question.index("kilometers per"), "kilometer / hour"),
+                     (question.index("meters per second"), "meter / second"),
+                     (question.index("kilometers are"), "kilometer")]
+
+
+@pytest.mark.parametrize("question, answer", [
+    ("It took 5 days, no, 5 minutes: how many seconds?", 300.0),  # only the first unit after the quantity is its unit
+    ("How many meters is 5 grams?", 5.0),  # units of different dimensions never pair, even when the numbers agree
+    ("How many meters are there in 5 meters?", 5.0),  # nor does a unit with itself
+])
+def test_questions_the_expression_reader_does_not_guess_at(question, answer):
+    assert unit_expression(question, answer) is None

@@ -7,10 +7,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from homework.catalog import explain
 from homework.collate import IGNORE_INDEX
 from homework.device import check_precision, resolve_placement
 from homework.errors import HomeworkError, PreflightError, TrainingHealthError
 from homework.health import (
+    Finding,
     HealthGuard,
     StepRecord,
     assert_training_healthy,
@@ -191,8 +193,14 @@ def test_epoch_summaries_average_that_epochs_losses(capsys):
             guard.on_epoch_end(_args(), SimpleNamespace(epoch=epoch), None)
     out = capsys.readouterr().out.splitlines()
     assert out == ["[homework] epoch 1: mean loss 3.0000 over 2 steps", "[homework] epoch 2: mean loss 0.7500 over 2 steps"]
-    HealthGuard(verbose_epochs=False).on_epoch_end(_args(), SimpleNamespace(epoch=1.0), None)
+    quiet = HealthGuard()  # the default: no epoch lines (the CLI turns them on)
+    _log(quiet, 1, loss=1.0, grad_norm=1.0, learning_rate=1e-3, epoch=1.0)
+    quiet.on_epoch_end(_args(), SimpleNamespace(epoch=1.0), None)
     assert capsys.readouterr().out == ""
+    unknown = HealthGuard(verbose_epochs=True)
+    _log(unknown, 1, loss=1.0, grad_norm=1.0, learning_rate=1e-3)
+    unknown.on_epoch_end(_args(), SimpleNamespace(epoch=None), None)
+    assert capsys.readouterr().out == "[homework] epoch 0: mean loss 1.0000 over 1 steps\n"
 
 
 def test_assert_training_healthy_messages_name_the_cause():
@@ -359,7 +367,8 @@ def test_preflight_warns_when_the_text_merges_across_the_boundary(hw_tokenizer, 
     answers = ["\n\n<answer>1</answer>", hw_train_rows.answers[1]]
     findings = preflight_scan(hw_tokenizer, rows, questions=hw_train_rows.questions[:2], answers=answers)
     warnings_ = [f for f in findings if f.severity == "warning"]
-    assert len(warnings_) == 1 and warnings_[0].rows == [0] and "boundary" in warnings_[0].check
+    assert warnings_ == [Finding("warning", "rows whose text tokenizes differently across the prompt/answer boundary "
+                                 "(training uses the separately encoded prompt, as inference does)", explain(4), [0])]
     assert enforce_preflight(findings) == warnings_
 
 
@@ -413,7 +422,7 @@ def test_a_zero_learning_rate_is_fine_up_to_the_last_warmup_step():
                                                     "the learning rate never reaches its peak"),
     (5, 10, None), (6, 10, "the warm-up (6 steps) takes more than half of the run (10 steps): the learning rate "
                            "reaches its peak late"),
-    (1, 2, None), (1, 3, None),
+    (1, 2, None), (1, 3, None), (5, -1, None),  # -1: no step limit (the run is set in epochs)
 ])
 def test_warmup_problem_wording_and_boundaries(warmup, total, expected):
     assert warmup_problem(warmup, total) == expected
@@ -426,6 +435,9 @@ def test_the_guard_reads_the_schedule_and_forces_a_log_every_step():
         guard.on_train_begin(args, SimpleNamespace(max_steps=5), None)
     assert (args.logging_strategy, args.logging_steps) == ("steps", 1)
     assert guard._warmup_steps == 4  # ceil(0.7 * 5)
+    every_other = _args(logging_steps=2, logging_strategy="steps")
+    HealthGuard().on_train_begin(every_other, SimpleNamespace(max_steps=5), None)
+    assert every_other.logging_steps == 1
     every_epoch = _args(logging_steps=1, logging_strategy="epoch")
     HealthGuard().on_train_begin(every_epoch, SimpleNamespace(max_steps=5), None)
     assert every_epoch.logging_strategy == "steps"
@@ -451,7 +463,29 @@ def test_a_record_without_logged_grad_norm_or_lr_says_nan_and_times_the_step():
 def test_a_problem_found_outside_a_step_names_no_step():
     with pytest.raises(TrainingHealthError) as err:
         HealthGuard().note_batch(0, 10)
-    assert str(err.value).startswith("training stopped at no token in this batch is supervised")
+    assert str(err.value) == (
+        "training stopped at no token in this batch is supervised (every label is -100): the loss would be 0/0. "
+        "Run the pre-flight scan (python -m homework.sft doctor) to list the rows, usually questions longer than "
+        "max_length or labels masked by pad id.\n" + explain(2))
+    with pytest.raises(TrainingHealthError) as err:
+        HealthGuard().note_batch(3, 10, unsupervised_rows=1)
+    assert str(err.value) == (
+        "training stopped at 1 row(s) of this batch have no supervised label (every label is -100) and train "
+        "nothing. Run the pre-flight scan (python -m homework.sft doctor) to list them.\n" + explain(2))
+
+
+def test_the_assertion_helper_judges_progress_first_to_last_only_when_asked():
+    rising = [StepRecord(1, 1.0, 1.0, 1e-3), StepRecord(2, 2.0, 1.0, 1e-3), StepRecord(3, 0.5, 1.0, 1e-3)]
+    assert_training_healthy(rising[:2])  # by default a rising loss is still healthy
+    assert_training_healthy(rising, require_progress=True)  # 1.0 -> 0.5, whatever happened in between
+    assert_training_healthy(rising[:1], require_progress=True)  # one step: nothing to compare
+    flat = [StepRecord(1, 1.0, 1.0, 1e-3), StepRecord(2, 3.0, 1.0, 1e-3), StepRecord(3, 1.0, 1.0, 1e-3)]
+    with pytest.raises(AssertionError) as err:
+        assert_training_healthy(flat, require_progress=True)
+    assert str(err.value) == "loss did not fall: 1.0000 -> 1.0000. " + explain(15)
+    with pytest.raises(AssertionError) as err:
+        assert_training_healthy([])
+    assert str(err.value) == "no training steps were recorded; " + explain(15)
 
 
 def test_the_assertion_helper_reads_metrics_json_rows():
@@ -489,3 +523,50 @@ def test_with_several_processes_a_local_problem_waits_for_one_verdict(monkeypatc
     monkeypatch.setattr(distributed, "agree_on_failure", lambda local: other)
     with pytest.raises(TrainingHealthError, match="on rank 1 of 2"):  # another process's problem stops this one
         HealthGuard().on_pre_optimizer_step(_args(), state, None, model=_tiny_model(1.0))
+
+
+class _Tok:
+    eos_token_id = 2
+
+
+def _row(ids, labels):
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def test_the_scan_looks_at_every_row_after_a_broken_one():
+    rows = [_row([5, 6, 2], [-100, -100, -100]),  # nothing supervised
+            _row([5, 6, 2], [-100, 6, -100]),  # last supervised label is not EOS
+            _row([5, 6, 2], [-100, 7, 2])]  # a supervised label differs from its input id
+    checks = {f.check: f.rows for f in preflight_scan(_Tok(), rows)}
+    assert checks == {"rows with no supervised token": [0], "rows whose last supervised token is not EOS": [1],
+                      "rows whose supervised labels differ from their input ids": [2]}
+
+
+class _Adapted(torch.nn.Module):
+    """Stands in for a PeftModel: `peft_config`, and LoRA modules only if asked."""
+
+    def __init__(self, lora: bool, dtype=torch.float32, trainable: bool = True):
+        super().__init__()
+        self.peft_config = {"default": None}
+        self.base = torch.nn.Linear(2, 2, dtype=dtype)
+        if lora:
+            self.lora_A = torch.nn.Linear(2, 1, bias=False, dtype=dtype)
+        for p in self.parameters():
+            p.requires_grad_(trainable)
+
+
+def test_model_findings_name_the_cause_exactly():
+    row = [_row([5, 2], [-100, 2])]
+    assert preflight_scan(_Tok(), row, model=_Adapted(lora=True)) == []
+    assert preflight_scan(_Tok(), row, model=_Adapted(lora=False)) == [
+        Finding("error", "LoRA targets matched no module", explain(15), [])]
+    assert preflight_scan(_Tok(), row, model=_Adapted(lora=True, trainable=False)) == [
+        Finding("error", "no trainable parameters", explain(15), [])]
+    assert preflight_scan(_Tok(), row, model=_Adapted(lora=True, dtype=torch.bfloat16)) == [
+        Finding("error", "precision: trainable parameters are not fp32",
+                "3 of them, e.g. base.weight. " + explain(9), [])]
+    with pytest.raises(HomeworkError) as refused:
+        check_precision(torch.device("cpu"), torch.bfloat16)
+    assert preflight_scan(_Tok(), row, device="cpu", dtype=torch.bfloat16) == [
+        Finding("error", "precision", str(refused.value), [])]
+    assert preflight_scan(_Tok(), row, dtype=torch.bfloat16) == []  # no device named: nothing to judge

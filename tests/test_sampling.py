@@ -25,6 +25,7 @@ def test_the_order_changes_between_epochs_and_repeats_for_a_seed(lens, batch, se
     """Over at least two sort windows (batch x 16 rows each), as in any real dataset. (Within a single
     window only tie order and batch order vary, and Hypothesis found 16 rows whose two epochs coincide.)"""
     sampler = LengthGroupedSampler(lens, batch, seed=seed)
+    assert sampler.window == 16 * batch  # rows are sorted by length within windows of 16 batches
     assert len(lens) >= 2 * sampler.window
     epochs = []
     for epoch in (0, 1, 0):

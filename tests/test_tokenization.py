@@ -155,12 +155,20 @@ def test_a_row_may_fill_max_length_exactly_but_not_exceed_it():
         tokenize(CharTokenizer(), "a b", "<7>", max_length=7)
     e = err.value
     assert (e.prompt_tokens, e.answer_tokens, e.max_length) == (4, 4, 7)
-    assert str(e).startswith("question is 4 tokens and the answer + EOS 4: 8 > max_length=7, so the answer would be cut")
+    assert str(e) == ("question is 4 tokens and the answer + EOS 4: 8 > max_length=7, so the answer would be cut "
+                      "off. Shorten the question or raise max_length.")
 
 
 def test_a_tokenizer_without_eos_is_refused():
-    with pytest.raises(DataError, match="no EOS token"):
+    with pytest.raises(DataError) as err:
         tokenize(CharTokenizer(eos=None), "a", "b")
+    assert str(err.value) == "the tokenizer has no EOS token; the model could never learn to stop"
+
+
+def test_rows_are_padded_to_max_length_unless_asked_not_to():
+    from homework.tokenization import tokenize_row
+
+    assert len(tokenize_row(CharTokenizer(), "a", "b", max_length=16).input_ids) == 16
 
 
 class Rows(list):
@@ -169,7 +177,9 @@ class Rows(list):
 
 def test_the_dataset_keeps_questions_answers_and_rows_in_step_and_lists_what_cannot_fit():
     fmt = lambda q, a: {"question": q, "answer": f"<{a}>"}  # noqa: E731
-    ds = TokenizedDataset(CharTokenizer(), Rows([("a", 1), ("bb", 22)]), fmt, max_length=20, pad=False)
+    tok, rows = CharTokenizer(), Rows([("a", 1), ("bb", 22)])
+    ds = TokenizedDataset(tok, rows, fmt, max_length=20, pad=False)
+    assert ds.tokenizer is tok and ds.data is rows and ds.format_fn is fmt
     assert (len(ds), ds.questions, ds.answers, ds.source) == (2, ["a", "bb"], ["<1>", "<22>"], "data/some.json")
     assert ds[1] == tokenize(CharTokenizer(), "bb", "<22>", max_length=20, pad=False)
     too_long = Rows([("q" * 30, 1)] * 10 + [("ok", 2)])
@@ -183,5 +193,10 @@ def test_the_dataset_keeps_questions_answers_and_rows_in_step_and_lists_what_can
     assert lines[-1] == "Fix: shorten or remove those questions, or raise max_length."
     with pytest.raises(DataError, match="the dataset, row 0: prompt 31"):
         TokenizedDataset(CharTokenizer(), [("q" * 30, 1)], fmt, max_length=20)
+    for count, last in ((8, "  data/some.json, row 7: prompt 31 + answer 4 tokens > max_length=20"),
+                        (9, "  (+1 more rows)")):
+        with pytest.raises(DataError) as err:
+            TokenizedDataset(CharTokenizer(), Rows([("q" * 30, 1)] * count), fmt, max_length=20)
+        assert str(err.value).splitlines()[-2] == last
     course = TokenizedDataset(CharTokenizer(), [("a", 6.0)], max_length=None)  # the course's format by default
     assert course.answers == [format_example("a", 6.0)["answer"]] and course.source is None
