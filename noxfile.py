@@ -143,28 +143,32 @@ def repeat(session):
 
 
 EQUIVALENT_MUTANTS = Path("tests/mutants-equivalent.txt")
+MUTATION_TARGET = 0.90  # killed / (killed + survived + untested), per module, equivalents excluded
 MUTANT_ENV = {"HYPOTHESIS_PROFILE": "mutants", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "TOKENIZERS_PARALLELISM": "false"}
 
 
-def mutation_scores(results: str, equivalent: set[str]) -> dict[str, dict[str, int]]:
-    """Per module: killed (a test failed or timed out), survived, untested and listed-equivalent mutants."""
+def mutation_scores(results: str, equivalent: set[str]) -> tuple[dict[str, dict[str, int]], list[str], list[str]]:
+    """Per module: killed (a test failed or timed out), survived, untested and listed-equivalent mutants; the
+    survivors nobody has reviewed; and listed names that no longer survive (a stale list hides nothing new)."""
     scores: dict[str, dict[str, int]] = {}
+    unreviewed, surviving = [], set()
     for line in results.splitlines():
         name, _, status = line.strip().rpartition(": ")
         if not name.startswith("homework."):
             continue
         module = name.split(".")[1]
         row = scores.setdefault(module, {"killed": 0, "survived": 0, "untested": 0, "equivalent": 0})
+        if status in ("killed", "timeout"):
+            row["killed"] += 1
+            continue
+        surviving.add(name)
         if name in equivalent:
             row["equivalent"] += 1
-        elif status in ("killed", "timeout"):
-            row["killed"] += 1
-        elif status == "no tests":
-            row["untested"] += 1
         else:
-            row["survived"] += 1
-    return scores
+            row["untested" if status == "no tests" else "survived"] += 1
+            unreviewed.append(f"{name}: {status}")
+    return scores, unreviewed, sorted(equivalent - surviving)
 
 
 @nox.session
@@ -181,10 +185,20 @@ def mutants(session):
     results = session.run("mutmut", "results", "--all", "true", silent=True) or ""
     equivalent = {line.split()[0] for line in EQUIVALENT_MUTANTS.read_text().splitlines()
                   if line.strip() and not line.startswith("#")} if EQUIVALENT_MUTANTS.is_file() else set()
-    scores = mutation_scores(results, equivalent)
+    scores, unreviewed, stale = mutation_scores(results, equivalent)
     session.log(f"{'module':<18} {'killed':>6} {'survived':>8} {'untested':>8} {'equiv.':>6} {'score':>6}")
+    low = []
     for module, row in sorted(scores.items()):
         judged = row["killed"] + row["survived"] + row["untested"]
         score = row["killed"] / judged if judged else 1.0
         session.log(f"{module:<18} {row['killed']:>6} {row['survived']:>8} {row['untested']:>8} "
                     f"{row['equivalent']:>6} {score:>6.1%}")
+        if score < MUTATION_TARGET:
+            low.append(module)
+    for line in unreviewed:
+        session.log(f"survivor, neither killed nor listed as equivalent: {line}  (mutmut show NAME)")
+    for name in stale:
+        session.log(f"listed in {EQUIVALENT_MUTANTS} but no longer surviving: {name}")
+    if low or unreviewed or stale:
+        session.error(f"below {MUTATION_TARGET:.0%}: {', '.join(low) or 'none'}; {len(unreviewed)} unreviewed "
+                      f"survivor(s); {len(stale)} stale equivalent entr(ies)")

@@ -21,7 +21,7 @@ def format_number(value: float, significant: int = SIGNIFICANT_DIGITS) -> str:
         return "0"
     decimals = max(significant - 1 - math.floor(math.log10(abs(value))), 0)
     rounded = round(value, decimals)
-    text = f"{rounded:.{max(decimals, 0)}f}"
+    text = f"{rounded:.{decimals}f}"
     if "." in text:  # four significant digits keep a non-zero digit, so this never strips to "" or "-0"
         text = text.rstrip("0").rstrip(".")
     return text
@@ -129,9 +129,9 @@ def parse_answer(text: str) -> float:
     match = _NUMBER.search(body)
     if match is None:
         return float("nan")
-    token = match.group(0).replace("−", "-").replace(",", "").replace("_", "").replace(" ", "")
+    token = re.sub(r"[\s,_]", "", match.group(0)).replace("−", "-")  # the pattern allows any space after a sign
     try:
         value = float(token)
-    except ValueError:
+    except ValueError:  # defensive: parse_answer reads model output and must never raise
         return float("nan")
     return value if math.isfinite(value) else float("nan")

@@ -92,6 +92,8 @@ def test_fallback_number_with_trailing_words_keeps_its_decimals(value, words):
     [
         ("<answer>−3 km</answer>", -3.0),  # the fallback reads a unicode minus too
         ("<answer>- 3 km</answer>", -3.0),  # and a sign spaced from its number
+        ("<answer>-\t3 km</answer>", -3.0),  # by any whitespace (a tab read as nan before)
+        ("<answer>+\n2.5 m</answer>", 2.5),
         ("<answer>1,000 km</answer>", 1000.0),  # and thousands separators
         ("<answer>1_000 km</answer>", 1000.0),
         ("<answer>2 * 3</answer></answer>", 6.0),  # the first closing tag ends the answer

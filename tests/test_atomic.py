@@ -105,6 +105,16 @@ def test_recovery_keeps_a_complete_target_and_drops_a_leftover_backup(tmp_path):
     recover_directory(tmp_path / "missing-parent" / "adapter")  # nothing to recover: no error
 
 
+def test_recovery_never_fails_the_load_over_a_leftover_it_cannot_remove(tmp_path):
+    """recover_directory runs before every adapter load; an odd leftover (here a file where a staging
+    directory would be) is left alone rather than turned into an error."""
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (tmp_path / ".adapter.staging-1234").write_text("not a directory")
+    recover_directory(target)
+    assert target.is_dir()
+
+
 KILLED_SAVER = r"""
 import sys, time
 from pathlib import Path
