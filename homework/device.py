@@ -47,7 +47,9 @@ def resolve_placement(device: str | None = None) -> Placement:
         if not torch.cuda.is_available():
             raise HomeworkError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
         if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun / accelerate launch: one GPU per process
-            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            from .distributed import local_rank
+
+            name = f"cuda:{local_rank()}"
         dev = torch.device(name)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return Placement(dev, dtype)

@@ -64,11 +64,9 @@ class LengthGroupedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.lengths), self.global_batch)
-        if rest == 0:
-            return full * self.batch_size
-        rest = max(rest, self.num_replicas)
-        w = self.num_replicas
-        return full * self.batch_size + rest * (self.rank + 1) // w - rest * self.rank // w
+        # the partial batch (padded up to one row per process) is split by share(), as in __iter__
+        tail = len(self.share(list(range(max(rest, self.num_replicas))))) if rest else 0
+        return full * self.batch_size + tail
 
     def __iter__(self):
         for batch in self.global_batches():

@@ -20,8 +20,8 @@ def _unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropy over supervised positions / normaliser; and the supervised count.
+def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token cross-entropy over supervised positions / normaliser; and each row's supervised count.
 
     Normalised by `num_items_in_batch` (the supervised count of the whole accumulated batch) when
     given, so batch 4 x accumulation 1 and batch 2 x accumulation 2 give the same loss (catalog row 10).
@@ -31,7 +31,6 @@ def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.
     labels = batch["labels"]
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
-    count = int(keep.sum())
     base = _unwrap(model)
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     selected_early = []
@@ -51,10 +50,11 @@ def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.
             handle.remove()
     selected = logits if selected_early else logits[:, :-1][keep]  # unusual architecture: full logits
     loss_sum = F.cross_entropy(selected.float(), targets[keep], reduction="sum")
-    denom = num_items_in_batch if num_items_in_batch is not None else count
+    per_row = keep.sum(dim=1)
+    denom = num_items_in_batch if num_items_in_batch is not None else per_row.sum()
     if isinstance(denom, torch.Tensor):
         denom = denom.to(loss_sum.device)
-    return loss_sum / denom, count
+    return loss_sum / denom, per_row
 
 
 class SupervisedTrainer(Trainer):
@@ -126,10 +126,10 @@ class SupervisedTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:  # evaluation paths that need outputs: fall back to the model's own loss
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        loss, count = supervised_loss(model, inputs, num_items_in_batch)
+        loss, per_row = supervised_loss(model, inputs, num_items_in_batch)
         if self.health_guard is not None and model.training:
-            unsupervised = int(((inputs["labels"][:, 1:] != IGNORE_INDEX).sum(dim=1) == 0).sum())
-            self.health_guard.note_batch(count, int(inputs["attention_mask"].sum()), unsupervised_rows=unsupervised)
+            self.health_guard.note_batch(int(per_row.sum()), int(inputs["attention_mask"].sum()),
+                                         unsupervised_rows=int((per_row == 0).sum()))
         # When normalised by the accumulated count the loss is already scaled for accumulation.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         if num_items_in_batch is not None and getattr(self.args, "average_tokens_across_devices", False):
