@@ -10,7 +10,7 @@ from .model_source import load_pretrained, resolve_model
 from .prompt import build_prompt, encode
 
 # "<answer>101 * 3155760000 / 31557600</answer>" + EOS is ~32 tokens; a tight budget keeps evaluation fast.
-DEFAULT_MAX_NEW_TOKENS = 40
+DEFAULT_MAX_NEW_TOKENS = 40  # the longest named answer in the data is 37 tokens, + EOS
 
 
 class BaseLLM:

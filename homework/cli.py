@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR))
     t.add_argument("--train-file", default=d.train_file, help="split name under data/ or a .json path")
     t.add_argument("--valid-file", default=d.valid_file)
+    t.add_argument("--heldout-file", default=d.heldout_file,
+                   help="questions in phrasings and spellings never trained on, graded too ('' to skip)")
     t.add_argument("--epochs", type=float, default=d.epochs)
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="overrides --epochs when > 0")
     t.add_argument("--lr", type=float, default=d.learning_rate, dest="learning_rate")
@@ -55,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-fused-lora", action="store_false", dest="fused_lora",
                    help="use peft's own LoRA forward instead of the fused one")
     t.add_argument("--max-length", type=int, default=d.max_length)
-    t.add_argument("--answer-format", choices=["expression", "number"], default=d.answer_format,
-                   help="train on <answer>6 * 1000 / 1</answer> (default) or <answer>6000</answer>")
+    t.add_argument("--answer-format", choices=["named", "expression", "number"], default=d.answer_format,
+                   help="train on 'kilogram to gram: <answer>6 * 1000 / 1</answer>', <answer>6 * 1000 / 1</answer> "
+                        "or <answer>6000</answer> (default: %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--limit", type=int, default=None, help="train on the first N rows")
     t.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N validation rows")
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("test", help="reload a saved adapter and evaluate it")
     s.add_argument("path", nargs="?", default=str(DEFAULT_OUTPUT_DIR))
     s.add_argument("--valid-file", default="valid")
+    s.add_argument("--heldout-file", default="heldout", help="also graded ('' to skip)")
     s.add_argument("--limit", type=int, default=None)
     doc = sub.add_parser("doctor", help="pre-flight scan, 3-step smoke run, save/reload and prompt checks")
     _add_model_args(doc)
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "test":
             from .sft import test_model
 
-            test_model(args.path, args.valid_file, args.limit)
+            test_model(args.path, args.valid_file, args.limit, args.heldout_file or None)
         elif args.command == "doctor":
             from .doctor import run_doctor
 

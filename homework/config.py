@@ -20,7 +20,8 @@ class TrainConfig:
     model: str | None = None  # None: $HOMEWORK_MODEL or the embedded SmolLM2-135M-Instruct
     device: str | None = None
     train_file: str = "train"
-    valid_file: str = "valid"
+    valid_file: str = "valid"  # the training family's phrasings and spellings, other questions
+    heldout_file: str | None = "heldout"  # phrasings and spellings never trained on; None: skip
     epochs: float = 1.0
     learning_rate: float = 2e-3
     lr_scheduler: str = "cosine"
@@ -38,7 +39,9 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = -1
     max_length: int = DEFAULT_MAX_LENGTH
-    answer_format: str = "expression"  # "expression" (6 * 1000 / 1) or "number" (6000); see README
+    # "named" (mass: kilogram to gram: <answer>6 * 1000 / 1</answer>), "expression" (6 * 1000 / 1) or
+    # "number" (6000); measured in the README: named lifted held-out accuracy from 0.82 to 0.92 (seed 0)
+    answer_format: str = "named"
     seed: int = 0
     limit: int | None = None  # train on the first N rows only
     gradient_checkpointing: str = "auto"  # auto: only on CUDA with little memory
@@ -61,4 +64,5 @@ def saved_train_config(path: Path, progress: bool) -> TrainConfig:
     """The TrainConfig a run wrote beside its checkpoints, for --resume."""
     saved = json.loads(Path(path).read_text())
     saved.setdefault("lora_layers", None)  # written before the option existed: LoRA on every layer
+    saved.setdefault("heldout_file", None)
     return TrainConfig(**{**saved, "progress": progress})

@@ -126,6 +126,12 @@ class BenchmarkResult:
     answer_rate: float
     samples: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def from_samples(cls, samples: list[dict]) -> "BenchmarkResult":
+        n = len(samples)
+        return cls(accuracy=sum(s["is_correct"] for s in samples) / n,
+                   answer_rate=sum(not math.isnan(s["answer"]) for s in samples) / n, samples=samples)
+
     @property
     def wrong(self) -> int:
         return sum(1 for s in self.samples if not s["is_correct"] and not math.isnan(s["answer"]))
@@ -141,13 +147,7 @@ def benchmark(model, dataset, max_question: int | None = None) -> BenchmarkResul
     if not rows:
         raise DataError("benchmark got no questions")
     answers = model.answer(*[q for q, _ in rows])
-    samples = [
+    return BenchmarkResult.from_samples([
         {"question": q, "answer": a, "correct_answer": c, "is_correct": is_answer_valid(a, c)}
         for (q, c), a in zip(rows, answers)
-    ]
-    n = len(samples)
-    return BenchmarkResult(
-        accuracy=sum(s["is_correct"] for s in samples) / n,
-        answer_rate=sum(not math.isnan(s["answer"]) for s in samples) / n,
-        samples=samples,
-    )
+    ])

@@ -1,7 +1,9 @@
 """Seeded generator of unit-conversion questions in the course format: [[question, answer], ...].
 
 Conversion factors come from pint, not from a hand-written table.
-`python -m homework.datagen` rewrites data/train.json and data/valid.json byte for byte;
+`python -m homework.datagen` rewrites data/train.json, data/valid.json (the same phrasings and unit
+spellings as training, other questions) and data/heldout.json (phrasings and spellings never used in
+training) byte for byte;
 `python -m homework.datagen --check` verifies the committed files match.
 """
 
@@ -12,80 +14,29 @@ import functools
 import json
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from .vocabulary import Unit, split_forms, units
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SEED = 20261125
-N_TRAIN = 2000
+N_TRAIN = 1600
 N_VALID = 300
+N_HELDOUT = 300
 
 
-@dataclass(frozen=True)
-class Unit:
-    key: str  # pint expression for one of this unit
-    names: tuple[str, ...]  # surface forms: plural, singular, symbol
-    dimension: str
+UNITS: tuple[Unit, ...] = units()
 
-
-def _u(dimension: str, key: str, *names: str) -> Unit:
-    return Unit(key, names, dimension)
-
-
-UNITS: tuple[Unit, ...] = (
-    # length
-    _u("length", "millimeter", "millimeters", "millimeter", "mm"),
-    _u("length", "centimeter", "centimeters", "centimeter", "cm"),
-    _u("length", "meter", "meters", "meter", "m", "metres"),
-    _u("length", "kilometer", "kilometers", "kilometer", "km"),
-    _u("length", "inch", "inches", "inch", "in"),
-    _u("length", "foot", "feet", "foot", "ft"),
-    _u("length", "mile", "miles", "mile", "mi"),
-    # mass
-    _u("mass", "milligram", "milligrams", "milligram", "mg"),
-    _u("mass", "gram", "grams", "gram", "g"),
-    _u("mass", "kilogram", "kilograms", "kilogram", "kg"),
-    _u("mass", "metric_ton", "metric tons", "tonnes", "tonne"),
-    _u("mass", "ounce", "ounces", "ounce", "oz"),
-    _u("mass", "pound", "pounds", "pound", "lb", "lbs"),
-    # time
-    _u("time", "second", "seconds", "second", "s", "sec"),
-    _u("time", "minute", "minutes", "minute", "min"),
-    _u("time", "hour", "hours", "hour", "h", "hr"),
-    _u("time", "day", "days", "day"),
-    _u("time", "week", "weeks", "week"),
-    _u("time", "month", "months", "month"),
-    _u("time", "year", "years", "year", "yr"),
-    _u("time", "10 * year", "decades", "decade"),
-    _u("time", "100 * year", "centuries", "century"),
-    # volume
-    _u("volume", "milliliter", "milliliters", "milliliter", "ml", "mL"),
-    _u("volume", "liter", "liters", "liter", "l", "litres"),
-    _u("volume", "meter ** 3", "cubic meters", "cubic meter", "m^3"),
-    _u("volume", "gallon", "gallons", "gallon", "gal"),
-    _u("volume", "cup", "cups", "cup"),
-    # speed
-    _u("speed", "meter / second", "meters per second", "m/s"),
-    _u("speed", "kilometer / hour", "kilometers per hour", "km/h", "kph"),
-    _u("speed", "mile / hour", "miles per hour", "mph"),
-    _u("speed", "knot", "knots", "knot", "kn"),
-    # data sizes (SI prefixes, as pint defines them: 1 kB = 1000 B)
-    _u("data", "bit", "bits", "bit"),
-    _u("data", "byte", "bytes", "byte", "B"),
-    _u("data", "kilobyte", "kilobytes", "kilobyte", "kB", "KB"),
-    _u("data", "megabyte", "megabytes", "megabyte", "MB"),
-    _u("data", "gigabyte", "gigabytes", "gigabyte", "GB"),
-    _u("data", "terabyte", "terabytes", "terabyte", "TB"),
-)
-
-# {q} quantity, {src} source unit, {dst} target unit. The last HELD_OUT templates appear only in
-# the validation split, so valid accuracy also measures phrasings the model never trained on.
-TEMPLATES: tuple[str, ...] = (
+# {q} quantity, {src} source unit, {dst} target unit. Two families: TRAIN_TEMPLATES make data/train.json and
+# data/valid.json; HELD_OUT_TEMPLATES appear only in data/heldout.json, so that file measures phrasings the
+# model never trained on (with unit spellings it never trained on, see vocabulary.split_forms).
+TRAIN_TEMPLATES: tuple[str, ...] = (
     "How many {dst} are there per {q} {src}?",
     "Convert {q} {src} to {dst}.",
     "What is {q} {src} in {dst}?",
     "{q} {src} is how many {dst}?",
     "How many {dst} are in {q} {src}?",
+    "How many {dst} in {q} {src}",
     "Express {q} {src} in {dst}.",
     "What is the value of {q} {src} in {dst}?",
     "Could you convert {q} {src} into {dst}?",
@@ -99,84 +50,145 @@ TEMPLATES: tuple[str, ...] = (
     "What do {q} {src} come to in {dst}?",
     "Turn {q} {src} into {dst}, please.",
     "{q} {src} = ? {dst}",
+    "{q}{src} to {dst}",
     "How many {dst} make up {q} {src}?",
     "Tell me how many {dst} correspond to {q} {src}.",
     "Find the number of {dst} in {q} {src}.",
     "what's {q} {src} in {dst}",
     "Converting {q} {src} to {dst} gives what?",
     "{q} {src} -> {dst}",
+    "{q} {src} to {dst}?",
     "How many {dst} would {q} {src} be?",
     "Work out {q} {src} in {dst}.",
     "Quick question: {q} {src} in {dst}?",
-    # held out of training
+    "Translate {q} {src} into {dst}.",
+    "How many {dst} for {q} {src}?",
+    "In {dst}, how much is {q} {src}?",
+    "Convert to {dst}: {q} {src}",
+    "{dst} in {q} {src}?",
+    "Can you tell me what {q} {src} is in {dst}?",
+    "convert {q} {src} in {dst}",
+    "What's the equivalent of {q} {src} in {dst}?",
+    "{q} {src} in {dst} please",
+    "I have {q} {src}. How many {dst} is that?",
+    "Calculate {q} {src} in {dst}.",
+    "How many {dst} does {q} {src} equal?",
+)
+HELD_OUT_TEMPLATES: tuple[str, ...] = (
     "My recipe says {q} {src}. How many {dst} is that?",
     "Rewrite {q} {src} using {dst}.",
     "Roughly how many {dst} is {q} {src}?",
     "What number of {dst} matches {q} {src}?",
     "{q} {src} converted to {dst} is?",
+    "{q} {src} => {dst}",
+    "Restate {q} {src} as {dst}.",
+    "So {q} {src} would be how many {dst}?",
+    "Show {q} {src} in terms of {dst}.",
+    "What would {q} {src} be if measured in {dst}?",
+    "Need {q}{src} as {dst}",
+    "{q} {src}, in {dst}?",
+    "If something is {q} {src}, what is it in {dst}?",
+    "How many {dst} fit into {q} {src}?",
+    "{q} {src} amounts to how many {dst}?",
 )
-HELD_OUT = 5
+TEMPLATES = TRAIN_TEMPLATES + HELD_OUT_TEMPLATES
 
-
-@functools.lru_cache(maxsize=1)
-def _registry():
-    import pint
-
-    return pint.UnitRegistry()
-
-
+# Sentences around the question, as people write them; none holds a digit or a unit name.
+TRAIN_CONTEXT = (("I'm doing my physics homework.", "Hey there!", "Quick one for you.", "Hi, I have a question.",
+                  "I'm working on a science project.", "My teacher asked us this."),
+                 ("Thanks!", "Thank you.", "Just the number, please.", "Thanks a lot!", "Answer please."))
+HELD_OUT_CONTEXT = (("Hello! I'm stuck on a worksheet.", "Sorry if this is basic.", "Settling an argument here."),
+                    ("Much appreciated.", "Cheers!", "Any help is welcome."))
+CONTEXT_SHARE = 0.2
 @functools.cache
 def conversion_factor(src_key: str, dst_key: str) -> float:
     """How many `dst` in one `src`, from pint."""
-    ureg = _registry()
+    from .vocabulary import registry
+
+    ureg = registry()
     ratio = ureg.parse_expression(src_key) / ureg.parse_expression(dst_key)
     return float(ratio.to("dimensionless").magnitude)
 
 
-def _quantity(rng: random.Random) -> float:
-    """Mostly small integers, plus decimals and larger numbers."""
+def _quantity(rng: random.Random) -> str:
+    """A quantity as people write it: small and large integers (with or without a thousands comma),
+    one- and two-place decimals, and numbers below one with a leading 0."""
     r = rng.random()
+    if r < 0.25:
+        return str(rng.randint(1, 20))
+    if r < 0.40:
+        return str(rng.randint(21, 100))
     if r < 0.55:
-        return float(rng.randint(1, 20))
-    if r < 0.75:
-        return float(rng.randint(21, 200))
-    if r < 0.9:
-        return rng.randint(1, 99) / 10 + rng.randint(0, 9)  # e.g. 3.7, 12.5
-    if r < 0.97:
-        return rng.choice((0.25, 0.5, 0.75, 1.5, 2.5))
-    return float(rng.randint(201, 5000))
+        return str(rng.randint(101, 999))
+    if r < 0.65:
+        n = rng.randint(1000, 9999)
+        return f"{n:,}" if rng.random() < 0.3 else str(n)
+    if r < 0.85:
+        return f"{rng.randint(11, 999) / 10:g}"  # 1.1 .. 99.9
+    if r < 0.92:
+        return f"{rng.randint(101, 9999) / 100:g}"  # 1.01 .. 99.99
+    return f"{rng.randint(1, 99) / 100:g}"  # 0.01 .. 0.99
 
 
-def _format_quantity(q: float) -> str:
-    return str(int(q)) if q == int(q) else f"{q:g}"
+def _value(quantity: str) -> float:
+    return float(quantity.replace(",", ""))
 
 
-def _pairs() -> list[tuple[Unit, Unit]]:
-    pairs = []
-    for a in UNITS:
-        for b in UNITS:
-            if a is b or a.dimension != b.dimension:
-                continue
-            f = conversion_factor(a.key, b.key)
-            # Keep answers a person would write without scientific notation.
-            if 1e-6 <= f <= 1e7:
-                pairs.append((a, b))
-    return pairs
+@functools.lru_cache(maxsize=1)
+def _by_dimension() -> dict[str, list[Unit]]:
+    out: dict[str, list[Unit]] = {}
+    for unit in UNITS:
+        out.setdefault(unit.dimension, []).append(unit)
+    return out
 
 
-def generate(n: int, rng: random.Random, templates: tuple[str, ...]) -> list[list]:
-    pairs = _pairs()
+def _pair(rng: random.Random) -> tuple[Unit, Unit]:
+    """A dimension with weight by its number of units, then two of its units uniformly: every unit is a
+    source or target about equally often, whatever its dimension's size."""
+    dims = _by_dimension()
+    names = sorted(dims)
+    dim = rng.choices(names, weights=[len(dims[d]) for d in names])[0]
+    while True:
+        src, dst = rng.sample(dims[dim], 2)
+        f = conversion_factor(src.key, dst.key)
+        # Keep conversions a person would ask for: no 1:1 synonyms (cc and ml), nothing as far apart as
+        # bits and terabytes.
+        if 1e-9 <= f <= 1e12 and abs(f - 1) > 1e-9:
+            return src, dst
+
+
+def _decorate(question: str, rng: random.Random, context) -> str:
+    """Sometimes a sentence before or after; sometimes no final punctuation or a lower-case start."""
+    if rng.random() < CONTEXT_SHARE:
+        before, after = context
+        if rng.random() < 0.5:
+            question = f"{rng.choice(before)} {question}"
+        else:
+            question = f"{question} {rng.choice(after)}"
+    r = rng.random()
+    if r < 0.1:
+        question = question.rstrip("?.")
+    elif r < 0.2:
+        question = question[:1].lower() + question[1:]
+    return question
+
+
+def generate(n: int, rng: random.Random, templates: tuple[str, ...], family: int, context=TRAIN_CONTEXT,
+             exclude: set[str] = frozenset()) -> list[list]:
+    """n distinct rows from these templates, with unit spellings of the given family
+    (0: training, 1: held out; see vocabulary.split_forms)."""
+    forms = split_forms(SEED)
     rows: list[list] = []
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
     while len(rows) < n:
-        src, dst = rng.choice(pairs)
+        src, dst = _pair(rng)
         q = _quantity(rng)
-        answer = q * conversion_factor(src.key, dst.key)
-        if not (1e-3 <= abs(answer) <= 1e9):
+        answer = _value(q) * conversion_factor(src.key, dst.key)
+        if not (1e-4 <= abs(answer) <= 1e12):
             continue
         question = rng.choice(templates).format(
-            q=_format_quantity(q), src=rng.choice(src.names), dst=rng.choice(dst.names)
-        )
+            q=q, src=rng.choice(forms[src.key][family]), dst=rng.choice(forms[dst.key][family]))
+        question = _decorate(question, rng, context)
         if question in seen:
             continue
         seen.add(question)
@@ -184,14 +196,13 @@ def generate(n: int, rng: random.Random, templates: tuple[str, ...]) -> list[lis
     return rows
 
 
-def build_splits(seed: int = SEED, n_train: int = N_TRAIN, n_valid: int = N_VALID) -> dict[str, list[list]]:
-    train_t, held_t = TEMPLATES[:-HELD_OUT], TEMPLATES[-HELD_OUT:]
+def build_splits(seed: int = SEED, n_train: int = N_TRAIN, n_valid: int = N_VALID,
+                 n_heldout: int = N_HELDOUT) -> dict[str, list[list]]:
     rng = random.Random(seed)
-    valid = generate(n_valid * 3 // 4, rng, train_t) + generate(n_valid - n_valid * 3 // 4, rng, held_t)
-    rng.shuffle(valid)
-    valid_q = {q for q, _ in valid}
-    train = [r for r in generate(n_train + n_valid, rng, train_t) if r[0] not in valid_q][:n_train]
-    return {"train": train, "valid": valid}
+    valid = generate(n_valid, rng, TRAIN_TEMPLATES, 0)
+    heldout = generate(n_heldout, rng, HELD_OUT_TEMPLATES, 1, HELD_OUT_CONTEXT)
+    train = generate(n_train, rng, TRAIN_TEMPLATES, 0, exclude={q for q, _ in valid})
+    return {"train": train, "valid": valid, "heldout": heldout}
 
 
 def dumps(rows: list[list]) -> str:

@@ -13,9 +13,9 @@ def format_example(question: str, answer: float) -> dict[str, str]:
 
 def answer_formatter(name: str):
     """The format_fn for an answer format name."""
-    from .expression_format import format_example_expression
+    from .expression_format import format_example_expression, format_example_named
 
-    formats = {"number": format_example, "expression": format_example_expression}
+    formats = {"number": format_example, "expression": format_example_expression, "named": format_example_named}
     if name not in formats:
         raise HomeworkError(f"unknown answer format {name!r}: choose from {', '.join(formats)}")
     return formats[name]

@@ -34,6 +34,8 @@ class TrainResult:
     accuracy: float | None = None
     answer_rate: float | None = None
     eval_seconds: float | None = None
+    heldout_accuracy: float | None = None  # on data/heldout.json: phrasings and spellings never trained on
+    heldout_answer_rate: float | None = None
 
 
 def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool = False, callbacks=(),
@@ -103,12 +105,16 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     if cfg.evaluate:
         # The adapter is saved; folding it into the base weights makes generation ~20% faster.
         llm.model = model.merge_and_unload().eval()
-        bench, seconds = _evaluate(llm, cfg.valid_file, cfg.eval_limit)
+        evaluations = _evaluate_all(llm, cfg.valid_file, cfg.heldout_file, cfg.eval_limit)
+        bench, seconds = evaluations["valid"]
         result.accuracy, result.answer_rate, result.eval_seconds = bench.accuracy, bench.answer_rate, seconds
-        _write_results(output_dir, bench, seconds, cfg.valid_file)
-        print(f"[homework] validation: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} "
-              f"({len(bench.samples)} questions in {seconds:.1f} s); total {time.perf_counter() - t_start:.0f} s",
-              flush=True)
+        if "heldout" in evaluations:
+            held, held_seconds = evaluations["heldout"]
+            result.heldout_accuracy, result.heldout_answer_rate = held.accuracy, held.answer_rate
+            result.eval_seconds += held_seconds
+        summary = _write_results(output_dir, evaluations, {"valid": cfg.valid_file, "heldout": cfg.heldout_file})
+        _add_to_metrics(output_dir, summary)
+        print(f"[homework] total {time.perf_counter() - t_start:.0f} s", flush=True)
     return result
 
 
@@ -125,25 +131,55 @@ def _agreed(check, *args):
         raise problem
 
 
-def _evaluate(llm, valid_file: str, limit: int | None):
-    from .data import Dataset, benchmark
+def _evaluate_all(llm, valid_file: str, heldout_file: str | None, limit: int | None) -> dict:
+    """The in-family check (valid) and, where configured, the held-out family: phrasings and unit spellings
+    that never occur in training, which is what a new user's questions look like. Both files' questions go
+    through one batched generation (fewer, fuller batches); each file is graded and printed on its own."""
+    from .data import BenchmarkResult, Dataset, benchmark
 
-    data = Dataset(valid_file)
-    n = min(len(data), limit or len(data))
-    print(f"[homework] evaluating {n} questions from {data.path} (batched greedy generation) ...", flush=True)
+    files = {"valid": valid_file, **({"heldout": heldout_file} if heldout_file else {})}
+    rows = {name: list(Dataset(f).data)[: limit or None] for name, f in files.items()}
+    every = [r for part in rows.values() for r in part]
+    print(f"[homework] evaluating {' + '.join(f'{len(r)} ({files[n]})' for n, r in rows.items())} questions "
+          "(batched greedy generation) ...", flush=True)
     t = time.perf_counter()
-    bench = benchmark(llm, data, limit)
-    return bench, time.perf_counter() - t
+    samples = benchmark(llm, every).samples
+    seconds = time.perf_counter() - t
+    out, start = {}, 0
+    for name, part in rows.items():
+        share = samples[start:start + len(part)]
+        start += len(part)
+        bench = BenchmarkResult.from_samples(share)
+        out[name] = (bench, seconds * len(part) / len(every))
+        what = "validation" if name == "valid" else "held-out phrasings and spellings"
+        print(f"[homework] {what}: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} "
+              f"({len(share)} questions)", flush=True)
+    print(f"[homework] evaluated {len(every)} questions in {seconds:.1f} s", flush=True)
+    return out
 
 
-def _write_results(output_dir: Path, bench, seconds: float, valid_file: str) -> None:
+def _write_results(output_dir: Path, evaluations: dict, files: dict) -> dict:
+    """eval_results.json: accuracy, answer rate and misses per evaluation file; returns the summary without
+    the misses (for metrics.json)."""
     from .atomic import atomic_write_json
 
-    atomic_write_json(output_dir / RESULTS_FILE, {
-        "valid_file": valid_file, "accuracy": bench.accuracy, "answer_rate": bench.answer_rate,
-        "questions": len(bench.samples), "seconds": seconds,
-        "misses": [s for s in bench.samples if not s["is_correct"]][:50],
-    })
+    summary, full = {}, {}
+    for name, (bench, seconds) in evaluations.items():
+        summary[name] = {"file": files[name], "accuracy": bench.accuracy, "answer_rate": bench.answer_rate,
+                         "questions": len(bench.samples), "seconds": seconds}
+        full[name] = {**summary[name], "misses": [s for s in bench.samples if not s["is_correct"]][:50]}
+    valid = full.pop("valid")
+    # the valid split's figures stay at the top level, where earlier runs and tools read them
+    atomic_write_json(output_dir / RESULTS_FILE, {"valid_file": valid.pop("file"), **valid, **full})
+    return summary
+
+
+def _add_to_metrics(output_dir: Path, summary: dict) -> None:
+    from .atomic import atomic_write_json
+
+    path = output_dir / "metrics.json"
+    metrics = json.loads(path.read_text())
+    atomic_write_json(path, {**metrics, "evaluation": summary})
 
 
 # --------------------------------------------------------------------------- loading and testing
@@ -171,12 +207,12 @@ def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None
     return llm
 
 
-def test_model(ckpt_path: str | os.PathLike = DEFAULT_OUTPUT_DIR, valid_file: str = "valid", limit: int | None = None):
+def test_model(ckpt_path: str | os.PathLike = DEFAULT_OUTPUT_DIR, valid_file: str = "valid", limit: int | None = None,
+               heldout_file: str | None = None):
+    """Reload a saved adapter and grade it on `valid_file` (and `heldout_file` when given); returns the
+    validation BenchmarkResult."""
     llm = load(ckpt_path)
-    bench, seconds = _evaluate(llm, valid_file, limit)
-    print(f"[homework] validation: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} "
-          f"({len(bench.samples)} questions in {seconds:.1f} s)")
-    return bench
+    return _evaluate_all(llm, valid_file, heldout_file, limit)["valid"][0]
 
 
 if __name__ == "__main__":

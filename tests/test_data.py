@@ -21,8 +21,8 @@ def test_is_answer_valid_uses_five_percent_relative_tolerance(answer, correct, o
 
 
 def test_dataset_loads_the_committed_splits():
-    train, valid = Dataset("train"), Dataset("valid")
-    assert len(train) == 2000 and len(valid) == 300
+    train, valid, heldout = Dataset("train"), Dataset("valid"), Dataset("heldout")
+    assert (len(train), len(valid), len(heldout)) == (1600, 300, 300)
     q, a = train[0]
     assert isinstance(q, str) and isinstance(a, float)
 

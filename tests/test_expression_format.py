@@ -17,13 +17,17 @@ from homework.sft import format_example
     ("What is 3 miles in km?", 4.828032, "3 * 1609 / 1000"),
     ("How many m^3 are in 18 gal?", 0.068137412112, "18 * 3.785 / 1000"),
     ("Convert 2.5 hours to minutes.", 150.0, "2.5 * 3600 / 60"),
+    ("Need 1,500mL as qt", 1.5850323141, "1,500 * 0.001 / 0.9464"),  # thousands comma, glued unit
+    ("I'm baking. In cups, how much is 0.5 l?", 2.1133764189, "0.5 * 1 / 0.2366"),  # "I'm" is no meter
+    ("What is 3 cm3 in cubic inches?", 0.183071622, "3 * 0.001 / 0.01639"),  # the 3 of cm3 is no quantity
+    ("How many km/h is 12 m/s?", 43.2, "12 * 1 / 0.2778"),
 ])
 def test_unit_expression(question, answer, expected):
     assert unit_expression(question, answer) == expected
 
 
 def test_every_committed_row_has_an_expression_worth_its_answer():
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "heldout"):
         for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()):
             ex = format_example_expression(q, a)
             assert "*" in ex["answer"], q
@@ -120,3 +124,61 @@ def test_unit_mentions_prefer_the_longest_name_and_keep_later_ones():
 ])
 def test_questions_the_expression_reader_does_not_guess_at(question, answer):
     assert unit_expression(question, answer) is None
+
+
+@pytest.mark.parametrize("value, text", [
+    (1000, "1000"), (0.3048, "0.3048"), (3600, "3600"), (86400, "86400"), (604800, "6.048e5"), (3155760000, "3.156e9"),
+    (1e12, "1e12"), (0.000001, "1e-6"), (0.00001639, "1.639e-5"), (0.001, "0.001"), (999960, "1e6"),
+    (0.125, "0.125"), (0.00025, "2.5e-4"), (0.001639, "0.001639"), (28316.8, "28317"), (1609.344, "1609"),
+])
+def test_factors_are_short(value, text):
+    from homework.expression_format import format_factor
+
+    assert format_factor(value) == text
+    assert evaluate_expression(text) == pytest.approx(value, rel=5e-4)
+
+
+@given(st.floats(1e-12, 1e15))
+def test_a_short_factor_keeps_four_significant_digits(value):
+    from homework.expression_format import format_factor
+
+    text = format_factor(value)
+    assert evaluate_expression(text) == pytest.approx(value, rel=5.01e-4)
+    assert len(text.replace(".", "").replace("-", "")) <= 8  # at most 4 digits, "e" and a 2-digit exponent
+
+
+def test_the_named_format_names_the_kind_and_the_standard_units_before_the_same_expression():
+    from homework.expression_format import format_example_named
+
+    ex = format_example_named("How many g per 6 KG?", 6000.0)
+    assert ex == {"question": "How many g per 6 KG?",
+                  "answer": "mass: kilogram to gram: <answer>6 * 1000 / 1</answer>"}
+    assert parse_answer(ex["answer"]) == 6000.0
+    held = format_example_named("So 10 meg would be how many bit?", 8e7)["answer"]
+    assert held == "data: megabyte to bit: <answer>10 * 1e6 / 0.125</answer>"
+    assert format_example_named("What is the meaning of life?", 42.0) == format_example("What is the meaning of life?", 42.0)
+
+
+def test_every_committed_row_has_a_named_answer_worth_its_answer():
+    from homework.expression_format import BASE_UNIT, format_example_named
+
+    names = {u.canonical for u in datagen.UNITS}
+    assert len(names) == len(datagen.UNITS)  # one standard name per unit
+    for split in ("train", "heldout"):
+        for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()):
+            answer = format_example_named(q, a)["answer"]
+            kind, units, _ = answer.split(": ")
+            src, _, dst = units.partition(" to ")
+            assert kind in BASE_UNIT and {src, dst} <= names and is_answer_valid(parse_answer(answer), a), (q, answer)
+
+
+def test_every_named_answer_fits_the_generation_budget(hw_tokenizer):
+    """BaseLLM generates at most DEFAULT_MAX_NEW_TOKENS: an answer longer than that would be cut off and graded
+    unanswered, however right the model was."""
+    from homework.base_llm import DEFAULT_MAX_NEW_TOKENS
+    from homework.expression_format import format_example_named
+    from homework.prompt import encode
+
+    longest = max(len(encode(hw_tokenizer, format_example_named(q, a)["answer"]))
+                  for split in ("train", "valid", "heldout") for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()))
+    assert longest + 1 <= DEFAULT_MAX_NEW_TOKENS

@@ -28,3 +28,15 @@ def test_inference_prompt_ids_are_the_masked_training_prompt(hw_tokenizer, quest
     row = tokenize_row(hw_tokenizer, question, "<answer>1</answer>", max_length=None, pad=False)
     n_prompt = row.labels.index(next(lab for lab in row.labels if lab != IGNORE_INDEX))
     assert row.input_ids[:n_prompt] == encode(hw_tokenizer, llm.format_prompt(question))
+
+
+@given(messy_questions)
+def test_no_question_starts_the_sequence(hw_tokenizer, question):
+    """The first token of a sequence is where attention parks (SmolLM2 adds no BOS): a question that began
+    with its quantity lost that quantity's first digit ("40 gram" copied as "10"). Every prompt opens with
+    the same lead tokens, and the question's own tokens follow them."""
+    from homework.prompt import PROMPT_LEAD
+
+    lead = encode(hw_tokenizer, PROMPT_LEAD.rstrip())
+    ids = encode(hw_tokenizer, build_prompt(question))
+    assert ids[:len(lead)] == lead and len(ids) > len(lead)

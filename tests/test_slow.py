@@ -14,10 +14,12 @@ from homework.sft import TRAIN_CONFIG_FILE, load, train_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
-# Thresholds set from measured runs with a margin: the default measured 0.893 and 0.863 (seeds 0 and 1)
-# on 2 CPU cores (README, "The answer format, and accuracy"); 0.75 catches a regression without
-# flaking on noise.
-MIN_ACCURACY = 0.75
+# Thresholds set from measured runs with a margin (README, "Data, answer format and accuracy"): the default
+# measured 0.990 in-family and 0.923 on the held-out family at seed 0 on 2 CPU cores. One row of 300 is 0.33 %;
+# the margins hold ~4 standard errors of seed noise and still catch the regressions measured on the way
+# there (no prompt lead: 0.823 held out; the expression format: 0.463).
+MIN_ACCURACY = 0.92
+MIN_HELDOUT_ACCURACY = 0.85
 MIN_ANSWER_RATE = 0.95
 
 
@@ -32,10 +34,20 @@ def trained(tmp_path_factory, hw_settings):
 
 def test_full_training_reaches_the_accuracy_threshold(trained):
     out, result = trained
-    print(f"\nfull training: {result.train_seconds:.0f} s, accuracy {result.accuracy:.3f}, "
-          f"answer rate {result.answer_rate:.3f}, eval {result.eval_seconds:.1f} s")
-    assert result.answer_rate >= MIN_ANSWER_RATE
+    print(f"\nfull training: {result.train_seconds:.0f} s, accuracy {result.accuracy:.3f} (held-out family "
+          f"{result.heldout_accuracy:.3f}), answer rate {result.answer_rate:.3f} (held-out "
+          f"{result.heldout_answer_rate:.3f}), eval {result.eval_seconds:.1f} s")
+    assert result.answer_rate >= MIN_ANSWER_RATE and result.heldout_answer_rate >= MIN_ANSWER_RATE
     assert result.accuracy >= MIN_ACCURACY
+
+
+def test_accuracy_holds_on_phrasings_and_spellings_never_trained_on(trained):
+    """data/heldout.json: templates, context sentences and unit spellings that never occur in training -- the
+    generator's stand-in for questions written by someone else."""
+    out, result = trained
+    assert result.heldout_accuracy >= MIN_HELDOUT_ACCURACY
+    evaluation = json.loads((out / "metrics.json").read_text())["evaluation"]
+    assert evaluation["heldout"]["accuracy"] == result.heldout_accuracy and evaluation["heldout"]["questions"] == 300
 
 
 def test_loss_curve_fell(trained):
@@ -51,8 +63,9 @@ def test_saved_adapter_reloads_with_the_same_accuracy(trained):
     out, result = trained
     assert (out / "metrics.json").is_file() and (out / "training_curves.png").is_file()
     assert json.loads((out / TRAIN_CONFIG_FILE).read_text())["lora_rank"] > 0
-    again = benchmark(load(out), Dataset("valid"))
-    assert again.accuracy == pytest.approx(result.accuracy, abs=0.01)
+    llm = load(out)
+    assert benchmark(llm, Dataset("valid")).accuracy == pytest.approx(result.accuracy, abs=0.01)
+    assert benchmark(llm, Dataset("heldout")).accuracy == pytest.approx(result.heldout_accuracy, abs=0.01)
 
 
 @pytest.mark.gpu

@@ -10,22 +10,23 @@ import pytest
 import torch
 import transformers
 
-from homework.expression_format import format_example_expression
+from homework.expression_format import format_example_expression, format_example_named
 from homework.prompt import build_prompt
 from homework.sft import format_example, tokenize
 
 CANONICAL = [("How many gram are there per 6 kg?", 6000.0), ("Convert 2.5 hours to minutes.", 150.0),
-             ("What is 3 miles in km?", 4.828032)]
+             ("What is 3 miles in km?", 4.828032), ("So 9 Metric tons would be how many LB?", 19841.6041211)]
 
 
 def test_formatted_prompts_and_answers(snapshot):
     assert [{"prompt": build_prompt(q), **format_example(q, a),
-             "expression_answer": format_example_expression(q, a)["answer"]} for q, a in CANONICAL] == snapshot
+             "expression_answer": format_example_expression(q, a)["answer"],
+             "named_answer": format_example_named(q, a)["answer"]} for q, a in CANONICAL] == snapshot
 
 
 def test_tokenized_canonical_examples(hw_tokenizer, snapshot):
-    rows = [tokenize(hw_tokenizer, **fmt(q, a), max_length=48) for q, a in CANONICAL
-            for fmt in (format_example, format_example_expression)]
+    rows = [tokenize(hw_tokenizer, **fmt(q, a), max_length=64) for q, a in CANONICAL
+            for fmt in (format_example, format_example_expression, format_example_named)]
     assert rows == snapshot
 
 

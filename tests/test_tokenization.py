@@ -139,23 +139,23 @@ def ids(text):
 
 @pytest.mark.parametrize("pad_id, expected_pad", [(0, 0), (None, 2)])  # no pad token: pad with EOS, masked by position
 def test_a_row_is_prompt_then_answer_and_eos_then_padding(pad_id, expected_pad):
-    row = tokenize(CharTokenizer(pad=pad_id), "  a  b ", "<7>", max_length=12)
-    prompt, target = ids("a b\n"), ids("<7>") + [2]
+    row = tokenize(CharTokenizer(pad=pad_id), "  a  b ", "<7>", max_length=22)
+    prompt, target = ids("Question: a b\n"), ids("<7>") + [2]
     assert row["input_ids"] == prompt + target + [expected_pad] * 4
-    assert row["labels"] == [IGNORE_INDEX] * 4 + target + [IGNORE_INDEX] * 4
-    assert row["attention_mask"] == [1] * 8 + [0] * 4
-    ragged = tokenize(CharTokenizer(pad=pad_id), "a b", "<7>", max_length=12, pad=False)
-    assert ragged["input_ids"] == prompt + target and ragged["attention_mask"] == [1] * 8
+    assert row["labels"] == [IGNORE_INDEX] * 14 + target + [IGNORE_INDEX] * 4
+    assert row["attention_mask"] == [1] * 18 + [0] * 4
+    ragged = tokenize(CharTokenizer(pad=pad_id), "a b", "<7>", max_length=22, pad=False)
+    assert ragged["input_ids"] == prompt + target and ragged["attention_mask"] == [1] * 18
     assert tokenize(CharTokenizer(), "a b", "<7>", max_length=None)["input_ids"] == prompt + target
 
 
 def test_a_row_may_fill_max_length_exactly_but_not_exceed_it():
-    assert len(tokenize(CharTokenizer(), "a b", "<7>", max_length=8)["input_ids"]) == 8
+    assert len(tokenize(CharTokenizer(), "a b", "<7>", max_length=18)["input_ids"]) == 18
     with pytest.raises(AnswerDoesNotFit) as err:
-        tokenize(CharTokenizer(), "a b", "<7>", max_length=7)
+        tokenize(CharTokenizer(), "a b", "<7>", max_length=17)
     e = err.value
-    assert (e.prompt_tokens, e.answer_tokens, e.max_length) == (4, 4, 7)
-    assert str(e) == ("question is 4 tokens and the answer + EOS 4: 8 > max_length=7, so the answer would be cut "
+    assert (e.prompt_tokens, e.answer_tokens, e.max_length) == (14, 4, 17)
+    assert str(e) == ("question is 14 tokens and the answer + EOS 4: 18 > max_length=17, so the answer would be cut "
                       "off. Shorten the question or raise max_length.")
 
 
@@ -178,25 +178,25 @@ class Rows(list):
 def test_the_dataset_keeps_questions_answers_and_rows_in_step_and_lists_what_cannot_fit():
     fmt = lambda q, a: {"question": q, "answer": f"<{a}>"}  # noqa: E731
     tok, rows = CharTokenizer(), Rows([("a", 1), ("bb", 22)])
-    ds = TokenizedDataset(tok, rows, fmt, max_length=20, pad=False)
+    ds = TokenizedDataset(tok, rows, fmt, max_length=30, pad=False)
     assert ds.tokenizer is tok and ds.data is rows and ds.format_fn is fmt
     assert (len(ds), ds.questions, ds.answers, ds.source) == (2, ["a", "bb"], ["<1>", "<22>"], "data/some.json")
-    assert ds[1] == tokenize(CharTokenizer(), "bb", "<22>", max_length=20, pad=False)
+    assert ds[1] == tokenize(CharTokenizer(), "bb", "<22>", max_length=30, pad=False)
     too_long = Rows([("q" * 30, 1)] * 10 + [("ok", 2)])
     with pytest.raises(DataError) as err:
-        TokenizedDataset(CharTokenizer(), too_long, fmt, max_length=20)
+        TokenizedDataset(CharTokenizer(), too_long, fmt, max_length=30)
     lines = str(err.value).splitlines()
-    assert lines[0] == ("10 row(s) cannot fit their answer in max_length=20; training on them would supervise nothing "
+    assert lines[0] == ("10 row(s) cannot fit their answer in max_length=30; training on them would supervise nothing "
                         "(failure catalog row 3):")
-    assert lines[1] == "  data/some.json, row 0: prompt 31 + answer 4 tokens > max_length=20"
+    assert lines[1] == "  data/some.json, row 0: prompt 41 + answer 4 tokens > max_length=30"
     assert lines[8].startswith("  data/some.json, row 7:") and lines[9] == "  (+2 more rows)"
     assert lines[-1] == "Fix: shorten or remove those questions, or raise max_length."
-    with pytest.raises(DataError, match="the dataset, row 0: prompt 31"):
-        TokenizedDataset(CharTokenizer(), [("q" * 30, 1)], fmt, max_length=20)
-    for count, last in ((8, "  data/some.json, row 7: prompt 31 + answer 4 tokens > max_length=20"),
+    with pytest.raises(DataError, match="the dataset, row 0: prompt 41"):
+        TokenizedDataset(CharTokenizer(), [("q" * 30, 1)], fmt, max_length=30)
+    for count, last in ((8, "  data/some.json, row 7: prompt 41 + answer 4 tokens > max_length=30"),
                         (9, "  (+1 more rows)")):
         with pytest.raises(DataError) as err:
-            TokenizedDataset(CharTokenizer(), Rows([("q" * 30, 1)] * count), fmt, max_length=20)
+            TokenizedDataset(CharTokenizer(), Rows([("q" * 30, 1)] * count), fmt, max_length=30)
         assert str(err.value).splitlines()[-2] == last
     course = TokenizedDataset(CharTokenizer(), [("a", 6.0)], max_length=None)  # the course's format by default
     assert course.answers == [format_example("a", 6.0)["answer"]] and course.source is None

@@ -1,0 +1,98 @@
+"""The generator's unit vocabulary: built from pint, every spelling means its unit, the families split cleanly."""
+
+import re
+
+import pytest
+
+from homework import vocabulary
+from homework.vocabulary import INFORMAL, Unit, plural, registry
+
+
+def units():
+    """A fresh build, not the cached one the package made at import time: the build is what is under test."""
+    return vocabulary.units.__wrapped__()
+
+
+def split_forms(seed):
+    return vocabulary.split_forms.__wrapped__(seed)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("inch", "inches"), ("foot", "feet"), ("century", "centuries"), ("day", "days"), ("fluid ounce", "fluid ounces"),
+    ("cubic foot", "cubic feet"), ("metric ton", "metric tons"), ("gas", "gases"), ("box", "boxes"),
+])
+def test_plural(name, expected):
+    assert plural(name) == expected
+
+
+def _pint_reading(form: str):
+    """What pint makes of a spelling, after the rewrites people's forms need (per, cubic, ^3, cm3); None where
+    pint has no reading."""
+    text = form.replace(" per ", " / ").replace("^", "**")
+    text = re.sub(r"^cubic (\w+)$", r"\1 ** 3", text)
+    text = re.sub(r"^([A-Za-z]+)3$", r"\1 ** 3", text)
+    text = text.replace("cu ft", "cu_ft").replace("cu in", "cu_in")
+    try:
+        return registry().parse_expression(text)
+    except Exception:
+        return None
+
+
+def test_every_spelling_pint_can_read_means_its_own_unit():
+    """No spelling is read by pint as another unit ("MG" megagauss, "Mg" megagram, "Min" megainch); the ones
+    pint cannot read are this project's reviewed informal forms or case variants of pint's symbols."""
+    unread = []
+    for unit in units():
+        if unit.key in vocabulary._FACTOR_EXPRESSIONS.values():  # pint's "decade" is a factor of ten, not years
+            continue
+        target = registry().parse_expression(unit.key)
+        for form in unit.names:
+            reading = _pint_reading(form)
+            if reading is None:
+                unread.append(form)
+                continue
+            if form in INFORMAL.get(unit.key, ()):  # G, M, T: pint reads them as gauss, molar, tesla
+                continue
+            assert reading.dimensionality == target.dimensionality and reading.to(target.units).magnitude == \
+                pytest.approx(target.magnitude), (unit.key, form)
+    informal = {f for forms in INFORMAL.values() for f in forms}
+    for form in unread:
+        assert form in informal or form != form.lower() or " " in form or "." in form, form
+
+
+def test_the_reported_spellings_are_there_and_impostors_are_not():
+    by_key = {u.key: set(u.names) for u in units()}
+    assert {"kB", "KB", "K"} <= by_key["kilobyte"] and {"G", "GB", "gig"} <= by_key["gigabyte"]
+    assert {"mph", "mi/h", "MPH"} <= by_key["mile / hour"] and {"kmh", "km/h", "kph"} <= by_key["kilometer / hour"]
+    assert {"cm^3", "cm**3", "cm3", "cc", "cubic centimetres"} <= by_key["centimeter ** 3"]
+    assert {"L", "l", "litre", "liters"} <= by_key["liter"] and {"mL", "ml", "millilitre"} <= by_key["milliliter"]
+    assert {"KM", "Km"} <= by_key["kilometer"]
+    assert not {"MG", "Mg"} & by_key["milligram"]  # megagauss, megagram
+    assert "Min" not in by_key["minute"] and "S" not in by_key["second"]  # megainch, siemens
+    assert not {"octet", "In", "IN", "a"} & set().union(*by_key.values())
+
+
+def test_a_spelling_claimed_by_two_units_is_refused():
+    with pytest.raises(ValueError, match="'m' is claimed by both meter and minute"):
+        vocabulary._check_unambiguous([Unit("meter", ("m",), "length"), Unit("minute", ("min", "m"), "time")])
+
+
+def test_the_family_split_is_seeded_keeps_core_forms_and_holds_out_some_of_every_unit():
+    assert split_forms(7) == split_forms(7) and split_forms(7) != split_forms(8)
+    assert split_forms(7) == vocabulary.split_forms(7)
+    for unit in units():
+        trained, held = split_forms(7)[unit.key]
+        assert set(unit.core) <= set(trained)
+        assert held and set(trained) | set(held) == set(unit.names) and not set(trained) & set(held)
+        assert len(held) <= max(1, round(vocabulary.HELD_OUT_SHARE * len(unit.names)))
+
+
+def test_the_vocabulary_and_its_split_change_only_deliberately(snapshot):
+    """Every spelling of every unit, its core forms, standard name and held-out spellings: the data is built
+    from these, so a change here changes what the model learns and what the held-out family measures.
+    Regenerate with `pytest tests/test_vocabulary.py --snapshot-update` (and `python -m homework.datagen`)."""
+    from homework.datagen import SEED
+
+    held = split_forms(SEED)
+    assert {u.key: {"dimension": u.dimension, "canonical": u.canonical, "core": list(u.core), "forms": list(u.names),
+                    "held_out": list(held[u.key][1])} for u in units()} == snapshot
