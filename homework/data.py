@@ -127,7 +127,7 @@ class BenchmarkResult:
     samples: list[dict] = field(default_factory=list)
 
     @classmethod
-    def from_samples(cls, samples: list[dict]) -> "BenchmarkResult":
+    def from_samples(cls, samples: list[dict]) -> BenchmarkResult:
         n = len(samples)
         return cls(accuracy=sum(s["is_correct"] for s in samples) / n,
                    answer_rate=sum(not math.isnan(s["answer"]) for s in samples) / n, samples=samples)

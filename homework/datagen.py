@@ -16,7 +16,7 @@ import random
 import sys
 from pathlib import Path
 
-from .vocabulary import Unit, split_forms, units
+from .vocabulary import Unit, registry, split_forms, units
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SEED = 20261125
@@ -103,8 +103,6 @@ CONTEXT_SHARE = 0.2
 @functools.cache
 def conversion_factor(src_key: str, dst_key: str) -> float:
     """How many `dst` in one `src`, from pint."""
-    from .vocabulary import registry
-
     ureg = registry()
     ratio = ureg.parse_expression(src_key) / ureg.parse_expression(dst_key)
     return float(ratio.to("dimensionless").magnitude)

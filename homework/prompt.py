@@ -10,7 +10,6 @@ Encoding is one function too, so the ids seen in training and at inference are t
 
 from __future__ import annotations
 
-
 PROMPT_LEAD = "Question: "
 
 

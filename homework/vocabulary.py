@@ -174,7 +174,7 @@ def _ratio_forms(top: str, bottom: str) -> tuple[list[str], str | None, str]:
     bw, bs = _definition_forms(bottom)
     forms = [f"{plural(w)} per {b}" for w in tw for b in bw]
     forms += [f"{t}/{b}" for t in ts for b in bs + [w for w in bw if len(w) <= 3]]  # m/s, m/sec
-    for name, unit in registry()._units.items():
+    for unit in registry()._units.values():
         if str(unit.reference) == f"{top} / {bottom}" and unit.symbol:
             forms += [unit.symbol, *[a for a in unit.aliases if a.isascii()]]
     return forms, forms[len(tw) * len(bw)], f"{tw[0]} per {bw[0]}"
@@ -209,7 +209,7 @@ def _check_unambiguous(all_units: list[Unit]) -> None:
 HELD_OUT_SHARE = 0.3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def split_forms(seed: int) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """{unit key: (training forms, held-out forms)}: about HELD_OUT_SHARE of each unit's spellings held out,
     at least one, never its core forms (plural name, main symbol) and never all but one."""

@@ -7,7 +7,6 @@ import pytest
 from homework import datagen, vocabulary
 from homework.data import DATA_DIR
 
-
 SPLITS = ("train", "valid", "heldout")
 
 
