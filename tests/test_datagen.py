@@ -134,3 +134,15 @@ def test_many_phrasings_dimensions_and_spellings():
 )
 def test_factors_come_from_pint(src, dst, factor):
     assert datagen.conversion_factor(src, dst) == pytest.approx(factor, rel=1e-9)
+
+
+def test_the_hand_written_questions_are_valid_and_none_is_generated():
+    """data/handwritten.json: 60 questions typed by hand, not by the generator (README, "Data, answer format and
+    accuracy"); answers computed with pint. It must load cleanly and share no question with the generated files."""
+    from homework.data import Dataset
+
+    rows = Dataset("handwritten").data
+    assert len(rows) == 60 and len({q for q, _ in rows}) == 60
+    generated = {q for split in SPLITS for q, _ in _rows(split)}
+    assert not {q for q, _ in rows} & generated
+    assert not datagen.main(["--check"])  # the generator leaves the hand-written file alone
