@@ -71,13 +71,14 @@ def test_two_processes_train_like_one_process_at_the_same_global_batch(tmp_path,
         assert y["grad_norm"] == pytest.approx(x["grad_norm"], rel=RTOL), x["step"]
     assert b[-1]["loss"] < b[0]["loss"]  # it trained
 
+    from homework.config import TrainConfig
     from homework.data import Dataset
     from homework.formats import answer_formatter
     from homework.tokenization import TokenizedDataset
 
     data = Dataset("train")
     data.data = data.data[:44]
-    rows = TokenizedDataset(hw_tokenizer, data, answer_formatter("expression"), pad=False)
+    rows = TokenizedDataset(hw_tokenizer, data, answer_formatter(TrainConfig().answer_format), pad=False)
     supervised = sum(sum(1 for t in r["labels"][1:] if t != -100) for r in rows)
     assert sum(s["supervised_tokens"] for s in b) == supervised  # each row once across the two processes
     assert sum(s["tokens"] for s in b) == sum(len(r["input_ids"]) for r in rows)
