@@ -39,4 +39,5 @@ def test_no_question_starts_the_sequence(hw_tokenizer, question):
 
     lead = encode(hw_tokenizer, PROMPT_LEAD.rstrip())
     ids = encode(hw_tokenizer, build_prompt(question))
-    assert ids[:len(lead)] == lead and len(ids) > len(lead)
+    assert lead and ids[:len(lead)] == lead and len(ids) > len(lead)
+    assert ids[0] == encode(hw_tokenizer, build_prompt("40 gram, in milligram?"))[0]  # one first token for all
