@@ -1,10 +1,15 @@
 """SFT of small causal LMs on unit-conversion questions, with a health guard and a pytest plugin.
 
-The top-level names load on first use (PEP 562), so importing a submodule -- the pytest plugin does at
-every pytest start-up where this package is installed -- does not import torch.
+The course's grader imports this package and then only reads attributes: `homework.BaseLLM`,
+`homework.load_sft`, `homework.data.Dataset` / `homework.data.benchmark`. `data` is imported here (it
+needs no torch); the torch-heavy names and every other submodule load on first attribute access
+(PEP 562), so importing the package -- the pytest plugin's start-up does -- stays free of torch.
 """
 
 import importlib
+import importlib.util
+
+from . import data
 
 _LAZY = {"BaseLLM": "base_llm", "Dataset": "data", "benchmark": "data", "is_answer_valid": "data"}
 
@@ -19,6 +24,9 @@ def load_sft(path=None):
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    # `homework.sft`, `homework.base_llm`, ...: a submodule read as an attribute before anything imported it
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -26,4 +34,4 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["BaseLLM", "Dataset", "benchmark", "is_answer_valid", "load_sft"]
+__all__ = ["BaseLLM", "Dataset", "benchmark", "data", "is_answer_valid", "load_sft"]
