@@ -76,8 +76,9 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def recover_directory(target: str | os.PathLike) -> None:
-    """Undo a crash between atomic_directory's two renames, and drop stale staging dirs."""
+def recover_directory(target: str | os.PathLike, drop_stale: bool = True) -> None:
+    """Undo a crash between atomic_directory's two renames; with drop_stale, also remove leftover backups and
+    staging dirs (a reader that may run beside a writer passes False: a staging dir may be in use)."""
     target = Path(target)
     if not target.parent.exists():
         return
@@ -85,5 +86,7 @@ def recover_directory(target: str | os.PathLike) -> None:
     if not target.exists() and backups:
         os.replace(backups[-1], target)
         backups = backups[:-1]
+    if not drop_stale:
+        return
     for stale in backups + list(target.parent.glob(f".{target.name}.staging-*")):
         shutil.rmtree(stale, ignore_errors=True)

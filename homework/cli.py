@@ -3,6 +3,9 @@
     python -m homework.sft train [--epochs N ...]   train, save the adapter to homework/sft_model, evaluate
     python -m homework.sft test  [PATH]             reload the adapter and evaluate it on data/valid.json
     python -m homework.sft doctor [--model ...]     pre-flight scan + 3-step smoke run + save/reload check
+
+`train`'s options are generated from TrainConfig's fields (config.py: help, default, accepted range), and
+only the options given on the command line reach `train_model`: a resumed run can tell what was asked for.
 """
 
 from __future__ import annotations
@@ -11,74 +14,68 @@ import argparse
 import sys
 import warnings
 
-from .config import DEFAULT_OUTPUT_DIR, TrainConfig
+from .config import DEFAULT_OUTPUT_DIR, TrainConfig, accepted_range, flag_of, options
 from .errors import HomeworkError
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="'embedded' (default), a local model directory, or a hub id; also $HOMEWORK_MODEL")
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]; also $HOMEWORK_DEVICE")
+def _typed(f):
+    """argparse type for a field: its own parser, or its kind with the field's name in the error."""
+    parse = f.metadata["parse"] or f.metadata["kind"]
+
+    def convert(text: str):
+        if text == "" and f.metadata["allow_none"]:
+            return None
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {accepted_range(f)}, got {text!r}") from None
+
+    convert.__name__ = f.name
+    return convert
 
 
-def _layer_count(text: str) -> int | None:
-    if text == "all":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of layers or 'all', got {text!r}") from None
+def add_config_options(parser: argparse.ArgumentParser, names=None) -> None:
+    """One flag per TrainConfig field (or the named ones), with its help and default; unset flags stay absent
+    from the parsed namespace."""
+    defaults = TrainConfig()
+    for f in options():
+        if names is not None and f.name not in names:
+            continue
+        m, default = f.metadata, getattr(defaults, f.name)
+        shown = "all" if f.name == "lora_layers" and default is None else ("unset" if default is None else default)
+        help_ = f"{m['help']} (default: {shown})".replace("%", "%%")
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help_)
+        if m["kind"] is bool:
+            parser.add_argument(flag_of(f), action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            parser.add_argument(flag_of(f), type=_typed(f), choices=m["choices"], metavar=m["metavar"], **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m homework.sft", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    d = TrainConfig()
     t = sub.add_parser("train", help="train a LoRA adapter, save it, evaluate it")
-    _add_model_args(t)
-    t.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR))
-    t.add_argument("--train-file", default=d.train_file, help="split name under data/ or a .json path")
-    t.add_argument("--valid-file", default=d.valid_file)
-    t.add_argument("--heldout-file", default=d.heldout_file,
-                   help="questions in phrasings and spellings never trained on, graded too ('' to skip)")
-    t.add_argument("--epochs", type=float, default=d.epochs)
-    t.add_argument("--max-steps", type=int, default=d.max_steps, help="overrides --epochs when > 0")
-    t.add_argument("--lr", type=float, default=d.learning_rate, dest="learning_rate")
-    t.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    t.add_argument("--rank", type=int, default=d.lora_rank, dest="lora_rank")
-    t.add_argument("--alpha", type=int, default=d.lora_alpha, dest="lora_alpha")
-    t.add_argument("--lora-layers", type=_layer_count, default=d.lora_layers, metavar="N|all",
-                   help="put LoRA on the last N decoder layers only, or on all of them (default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    t.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=None,
-                   help="batches of similar-length rows (default: on for CPU, off for CUDA, where it measured slower)")
-    t.add_argument("--no-fused-lora", action="store_false", dest="fused_lora",
-                   help="use peft's own LoRA forward instead of the fused one")
-    t.add_argument("--max-length", type=int, default=d.max_length)
-    t.add_argument("--answer-format", choices=["named", "expression", "number"], default=d.answer_format,
-                   help="train on 'kilogram to gram: <answer>6 * 1000 / 1</answer>', <answer>6 * 1000 / 1</answer> "
-                        "or <answer>6000</answer> (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--limit", type=int, default=None, help="train on the first N rows")
-    t.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N validation rows")
-    t.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps (0: never)")
-    t.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default=d.gradient_checkpointing)
-    t.add_argument("--no-eval", action="store_false", dest="evaluate")
-    t.add_argument("--no-preflight", action="store_false", dest="preflight",
-                   help="skip the pre-flight scan of the rows and the model (the live guard still runs)")
-    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this output dir")
+    t.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR), help="where the adapter goes (default: %(default)s)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue this output dir's interrupted run from its last checkpoint; options that would "
+                        "change its schedule, data or adapter are refused, the others applied")
+    add_config_options(t)
     s = sub.add_parser("test", help="reload a saved adapter and evaluate it")
     s.add_argument("path", nargs="?", default=str(DEFAULT_OUTPUT_DIR))
-    s.add_argument("--valid-file", default="valid")
-    s.add_argument("--heldout-file", default="heldout", help="also graded ('' to skip)")
-    s.add_argument("--limit", type=int, default=None)
+    s.add_argument("--valid-file", default="valid", help="(default: %(default)s)")
+    s.add_argument("--heldout-file", default="heldout", help="also graded ('' to skip; default: %(default)s)")
+    s.add_argument("--limit", type=int, default=None, help="grade only the first N questions of each file")
     doc = sub.add_parser("doctor", help="pre-flight scan, 3-step smoke run, save/reload and prompt checks")
-    _add_model_args(doc)
-    doc.add_argument("--train-file", default="train")
-    doc.add_argument("--steps", type=int, default=3)
+    add_config_options(doc, names={"model", "device", "train_file"})
+    doc.add_argument("--steps", type=int, default=3, help="optimizer steps of the smoke run (default: %(default)s)")
     return parser
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig options present on the command line."""
+    names = {f.name for f in options()}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from .sft import train_model
 
-            opts = {k: v for k, v in vars(args).items() if k not in ("command", "output_dir", "resume")}
-            train_model(args.output_dir, resume=args.resume, **opts)
+            train_model(args.output_dir, resume=args.resume, **given_options(args))
         elif args.command == "test":
             from .sft import test_model
 
@@ -98,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "doctor":
             from .doctor import run_doctor
 
-            return run_doctor(model=args.model, device=args.device, train_file=args.train_file, steps=args.steps)
+            opts = given_options(args)
+            return run_doctor(model=opts.get("model"), device=opts.get("device"),
+                              train_file=opts.get("train_file", "train"), steps=args.steps)
     except HomeworkError as exc:
         from .distributed import is_main
 

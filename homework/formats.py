@@ -5,6 +5,8 @@ from __future__ import annotations
 from .answers import wrap_answer
 from .errors import HomeworkError
 
+ANSWER_FORMATS = ("named", "expression", "number")  # the names TrainConfig.answer_format accepts
+
 
 def format_example(question: str, answer: float) -> dict[str, str]:
     """The course's formatter: the answer rounded to 4 significant digits inside <answer> tags."""
@@ -15,7 +17,7 @@ def answer_formatter(name: str):
     """The format_fn for an answer format name."""
     from .expression_format import format_example_expression, format_example_named
 
-    formats = {"number": format_example, "expression": format_example_expression, "named": format_example_named}
+    formats = {"named": format_example_named, "expression": format_example_expression, "number": format_example}
     if name not in formats:
         raise HomeworkError(f"unknown answer format {name!r}: choose from {', '.join(formats)}")
     return formats[name]

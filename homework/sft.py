@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import distributed
-from .checkpoints import checkpoints_dir, last_complete_checkpoint
-from .config import DEFAULT_OUTPUT_DIR, RESULTS_FILE, TRAIN_CONFIG_FILE, TrainConfig, make_config, saved_train_config
+from .checkpoints import checkpoint_step, checkpoints_dir, last_complete_checkpoint, new_run_id, retire_earlier_run
+from .config import (
+    DEFAULT_OUTPUT_DIR,
+    RESULTS_FILE,
+    TRAIN_CONFIG_FILE,
+    TrainConfig,
+    make_config,
+    resumed_config,
+    saved_train_config,
+)
 from .errors import HomeworkError
 from .formats import answer_formatter, format_example
 from .tokenization import TokenizedDataset, tokenize
@@ -42,33 +50,47 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
                 **kwargs) -> TrainResult:
     """Train a LoRA adapter and save it (atomically) to `output_dir`; evaluate unless evaluate=False.
 
-    kwargs are TrainConfig fields. Checkpoints go to `<output_dir>-checkpoints`; resume=True
-    continues from the newest complete one with the configuration it was started with.
+    kwargs are TrainConfig fields, validated. Checkpoints go to `<output_dir>-checkpoints`; a fresh run moves an
+    earlier run's checkpoints aside. resume=True continues the last run from its newest complete checkpoint with
+    the configuration it was started with; of kwargs, the resumable options are applied and any other that differs
+    from the run is refused. A run that trains no step saves nothing.
     """
     from .atomic import atomic_directory, atomic_write_json
     from .metrics import plot_curves, write_metrics
     from .recipe import build_recipe, run_preflight
 
-    cfg = make_config(**kwargs)
+    cfg = make_config(**kwargs)  # every option validated, the resumed run's too
     output_dir = Path(output_dir)
     ckpt_root = checkpoints_dir(output_dir)
-    resume_from = None
+    main = distributed.is_main()  # the one process that writes files, prints and evaluates
+    resume_from, start_step = None, 0
     if resume:
-        resume_from = last_complete_checkpoint(ckpt_root)
+        saved_file = ckpt_root / TRAIN_CONFIG_FILE
+        saved_cfg, run_id = saved_train_config(saved_file) if saved_file.is_file() else (cfg, None)
+        resume_from = last_complete_checkpoint(ckpt_root, run_id)
         if resume_from is None:
-            raise HomeworkError(f"--resume: no complete checkpoint under {ckpt_root}; start a fresh run without --resume")
-        saved_cfg = ckpt_root / TRAIN_CONFIG_FILE
-        if saved_cfg.is_file():  # a resumed run must continue the same schedule and adapter layout
-            cfg = saved_train_config(saved_cfg, progress=cfg.progress)
+            raise HomeworkError(f"--resume: no complete checkpoint of the last run under {ckpt_root}; "
+                                "start a fresh run without --resume")
+        # the run continues with its own schedule, data and adapter; only how it is watched and graded may change
+        cfg, applied = resumed_config(saved_cfg, kwargs)
+        start_step = checkpoint_step(resume_from) or 0
+        if main and cfg.progress:
+            print(f"[homework] resuming run {run_id or '(unnamed)'} from {resume_from.name}"
+                  + (f"; applied from this call: {', '.join(applied)}" if applied else ""), flush=True)
+    else:
+        run_id = new_run_id()
+        aside = retire_earlier_run(ckpt_root) if main else None
+        if aside is not None and cfg.progress:
+            print(f"[homework] a fresh run: the earlier run's checkpoints were moved to {aside}", flush=True)
 
     t_start = time.perf_counter()
     recipe = build_recipe(cfg, ckpt_root, callbacks=callbacks)
     llm, model, trainer, guard = recipe.llm, recipe.model, recipe.trainer, recipe.guard
-    main = distributed.is_main()  # the one process that writes files, prints and evaluates
+    trainer.run_id = run_id
     if cfg.preflight:
         _agreed(run_preflight, recipe)
     if main:
-        atomic_write_json(ckpt_root / TRAIN_CONFIG_FILE, dataclasses.asdict(cfg))
+        atomic_write_json(ckpt_root / TRAIN_CONFIG_FILE, {**dataclasses.asdict(cfg), "run_id": run_id})
         if cfg.progress:
             print(f"[homework] {recipe.describe()}", flush=True)
     t_train = time.perf_counter()
@@ -85,6 +107,9 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
                   "Resume with: python -m homework.sft train --resume", file=sys.stderr, flush=True)
         raise
     train_seconds = time.perf_counter() - t_train
+    if trainer.state.global_step <= start_step:  # nothing saved is replaced by a run that trained nothing
+        finished = f"; the run had already finished at step {start_step}" if resume else ""
+        raise HomeworkError(f"trained 0 optimizer steps{finished}: nothing saved, {output_dir} left as it was")
     result = TrainResult(output_dir, guard.records, train_seconds)
     if not main:
         return result
@@ -196,7 +221,10 @@ def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None
     from .base_llm import BaseLLM
     from .errors import ModelResolutionError
 
+    from .atomic import recover_directory
+
     path = Path(path)
+    recover_directory(path, drop_stale=False)  # a save killed between its two renames left the old one aside
     if not (path / "adapter_config.json").is_file():
         raise ModelResolutionError(f"no adapter at {path} (adapter_config.json missing); run `python -m homework.sft train` first")
     cfg_file = path / TRAIN_CONFIG_FILE

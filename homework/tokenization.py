@@ -81,6 +81,7 @@ class TokenizedDataset:
         self.data = data
         self.format_fn = format_fn = format_fn or format_example
         self.source = str(getattr(data, "path", "") or "") or None
+        self.max_length = max_length
         self.questions: list[str] = []
         self.answers: list[str] = []
         self.rows: list[dict] = []

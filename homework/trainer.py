@@ -60,9 +60,10 @@ def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.
 class SupervisedTrainer(Trainer):
     """Trainer with supervised-position-only logits and per-batch token accounting for the guard."""
 
-    def __init__(self, *args, health_guard=None, group_by_length: bool = False, **kwargs):
+    def __init__(self, *args, health_guard=None, group_by_length: bool = False, run_id: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.health_guard = health_guard
+        self.run_id = run_id  # written into each checkpoint's completion marker (checkpoints.py)
         self.group_by_length = group_by_length
 
     def _get_train_sampler(self, *args, **kwargs):
@@ -113,15 +114,19 @@ class SupervisedTrainer(Trainer):
         # resume which checkpoints are whole. A kill mid-save leaves one without it, which is skipped.
         # Every process writes its part (its RNG state; the main one the weights and optimizer), so the
         # marker waits for all of them and is written once, by the process that writes files.
-        super()._save_checkpoint(model, trial, *args, **kwargs)
+        # A checkpoint written again into an existing directory (Ctrl-C right after a periodic save) loses its
+        # marker first: while its files are being replaced it is not whole.
         from pathlib import Path
 
-        from .checkpoints import mark_complete
+        from .checkpoints import clear_mark, mark_complete
 
-        self.accelerator.wait_for_everyone()
         ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         if self.args.should_save and ckpt.is_dir():
-            mark_complete(ckpt)
+            clear_mark(ckpt)
+        super()._save_checkpoint(model, trial, *args, **kwargs)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save and ckpt.is_dir():
+            mark_complete(ckpt, self.run_id)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:  # evaluation paths that need outputs: fall back to the model's own loss

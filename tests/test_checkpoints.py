@@ -71,3 +71,52 @@ def test_a_broken_checkpoint_before_a_whole_one_does_not_end_the_search(tmp_path
             mark_complete(ckpt)
     (tmp_path / "checkpoint-notes").mkdir()  # not a checkpoint at all
     assert last_complete_checkpoint(tmp_path).name == "checkpoint-2"
+
+
+def test_a_checkpoint_written_again_loses_its_marker_until_its_files_are_whole(tmp_path, monkeypatch):
+    """Ctrl-C right after a periodic save writes checkpoint-N again: while the Trainer rewrites its files, a resume
+    must not take it for whole. The marker is removed before the write and written (with the run id) after."""
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    from homework.checkpoints import marked_run
+    from homework.trainer import SupervisedTrainer
+
+    ckpt = tmp_path / "checkpoint-4"
+    ckpt.mkdir()
+    mark_complete(ckpt, "earlier")
+    seen = []
+    monkeypatch.setattr(Trainer, "_save_checkpoint", lambda self, model, trial, *a, **k: seen.append(
+        (ckpt / COMPLETE_MARKER).exists()))
+    trainer = SupervisedTrainer.__new__(SupervisedTrainer)
+    trainer.args = SimpleNamespace(output_dir=str(tmp_path), should_save=True)
+    trainer.state = SimpleNamespace(global_step=4)
+    trainer.accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
+    trainer.run_id = "run-b"
+    trainer._save_checkpoint(None, None)
+    assert seen == [False]
+    assert marked_run(ckpt) == "run-b"
+
+
+def test_resume_takes_only_the_checkpoints_of_the_named_run(tmp_path):
+    for step, run in ((2, "a"), (8, "a"), (3, "b")):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        mark_complete(ckpt, run)
+    assert last_complete_checkpoint(tmp_path, "b").name == "checkpoint-3"
+    assert last_complete_checkpoint(tmp_path, "a").name == "checkpoint-8"
+    assert last_complete_checkpoint(tmp_path, "c") is None
+
+
+def test_a_fresh_run_moves_the_earlier_runs_checkpoints_aside(tmp_path):
+    from homework.checkpoints import previous_runs_dir, retire_earlier_run
+
+    root = tmp_path / "sft_model-checkpoints"
+    assert retire_earlier_run(root) is None  # nothing there yet
+    (root / "checkpoint-1").mkdir(parents=True)
+    assert retire_earlier_run(root) == previous_runs_dir(root) and not root.exists()
+    (root / "checkpoint-9").mkdir(parents=True)
+    retire_earlier_run(root)  # one generation is kept: the newer earlier run replaces the older
+    assert [p.name for p in previous_runs_dir(root).iterdir()] == ["checkpoint-9"]

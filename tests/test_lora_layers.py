@@ -64,7 +64,7 @@ def test_the_cli_refuses_anything_else(capsys):
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--lora-layers", "top"])
-    assert "expected a number of layers or 'all'" in capsys.readouterr().err
+    assert "--lora-layers: expected an integer and >= 1 or 'all', got 'top'" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # layer 2: no input needs a gradient
@@ -93,8 +93,8 @@ def test_resume_keeps_the_layout_a_checkpoint_was_written_with(tmp_path):
     path = tmp_path / "train_config.json"
     written = dataclasses.asdict(TrainConfig(lora_layers=7, lora_rank=8))
     path.write_text(json.dumps(written))
-    assert saved_train_config(path, progress=False).lora_layers == 7
+    assert saved_train_config(path)[0].lora_layers == 7
     del written["lora_layers"]  # a config from before --lora-layers: that run adapted every layer
     path.write_text(json.dumps(written))
-    resumed = saved_train_config(path, progress=False)
-    assert resumed.lora_layers is None and resumed.lora_rank == 8 and resumed.progress is False
+    resumed, run_id = saved_train_config(path)
+    assert resumed.lora_layers is None and resumed.lora_rank == 8 and run_id is None

@@ -26,22 +26,41 @@ class InterruptAt(TrainerCallback):
 
 
 @pytest.mark.timeout(600)
-def test_resumed_run_ends_with_the_same_loss_as_an_uninterrupted_one(tmp_path, capsys):
-    """Issue 6, item 3: Ctrl-C leaves a resumable checkpoint; --resume reproduces the trajectory."""
-    full = train_model(tmp_path / "full", **TINY)
-    out = tmp_path / "cut"
+def test_resume_continues_its_own_run_to_the_uninterrupted_loss(tmp_path, capsys):
+    """Run A finishes (checkpoints 2 and 4). Run B, the same recipe, is interrupted by Ctrl-C after step 1: it saves
+    a checkpoint, says how to resume and leaves A's adapter alone. --resume continues B -- not A's newer checkpoint,
+    not one copied in beside B's -- refuses a changed learning rate, applies --no-eval, and ends on A's loss. Once B
+    is finished, a further --resume trains nothing and replaces nothing."""
+    import shutil
+
+    from homework.checkpoints import previous_runs_dir
+    from homework.errors import HomeworkError
+
+    out = tmp_path / "sft_model"
+    full = train_model(out, **TINY)  # run A
+    a_adapter = (out / "adapter_model.safetensors").read_bytes()
+    b = {**TINY, "evaluate": True}
     with pytest.raises(KeyboardInterrupt):
-        train_model(out, callbacks=[InterruptAt(3)], **TINY)
+        train_model(out, callbacks=[InterruptAt(1)], **b)
     assert "Resume with: python -m homework.sft train --resume" in capsys.readouterr().err
-    assert not out.exists()  # no adapter is written by an interrupted run
-    assert last_complete_checkpoint(checkpoints_dir(out)).name == "checkpoint-3"
-    resumed = train_model(out, resume=True, **TINY)
-    assert [r.step for r in resumed.records] == [4]
+    assert (out / "adapter_model.safetensors").read_bytes() == a_adapter  # an interrupted run writes no adapter
+    root = checkpoints_dir(out)
+    assert last_complete_checkpoint(root).name == "checkpoint-1"
+    assert sorted(p.name for p in previous_runs_dir(root).glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    shutil.copytree(previous_runs_dir(root) / "checkpoint-4", root / "checkpoint-9")  # another run's, complete
+    with pytest.raises(HomeworkError, match=r"--lr 0.005 \(the run's: 0.001\)"):
+        train_model(out, resume=True, **{**b, "learning_rate": 5e-3})
+    resumed = train_model(out, resume=True, **{**b, "evaluate": False, "progress": True})
+    assert [r.step for r in resumed.records] == [2, 3, 4]
     assert resumed.records[-1].loss == pytest.approx(full.records[-1].loss, abs=1e-5)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert [s["step"] for s in metrics["steps"]] == [4]
+    assert "applied from this call: --eval False" in capsys.readouterr().out
+    assert resumed.accuracy is None and not (out / "eval_results.json").exists()
+    assert [s["step"] for s in json.loads((out / "metrics.json").read_text())["steps"]] == [2, 3, 4]
     assert (out / "training_curves.png").stat().st_size > 1000
-    assert (out / "adapter_model.safetensors").is_file()
+    saved = (out / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(HomeworkError, match="trained 0 optimizer steps; the run had already finished at step 4"):
+        train_model(out, resume=True, **b)
+    assert (out / "adapter_model.safetensors").read_bytes() == saved
 
 
 @pytest.mark.timeout(600)
@@ -87,16 +106,3 @@ def test_seed_failure_stops_train_and_keeps_the_earlier_adapter(tmp_path, fault,
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert "step 2" not in proc.stderr and "step 3" not in proc.stderr
     assert (out / "adapter_model.safetensors").read_bytes() == b"earlier adapter"
-
-
-def test_cli_help_lists_the_commands_and_options(capsys):
-    """In-process (the `python -m homework.sft` entry itself is run by the other CLI tests here)."""
-    from homework.cli import main
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["train", "--help"])
-    out = capsys.readouterr().out
-    assert exit_.value.code == 0
-    for option in ("--model", "--device", "--epochs", "--lr", "--rank", "--resume", "--answer-format",
-                   "--group-by-length"):
-        assert option in out
