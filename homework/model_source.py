@@ -391,7 +391,7 @@ def check_converted_tokenizer(directory: Path, special: dict[str, tuple[str, int
 
 def _make_tokenizer_portable(directory: Path) -> None:
     """transformers 5.x writes tokenizer_class "TokenizersBackend", which 4.x cannot load;
-    PreTrainedTokenizerFast reads identically in both (../shared/embedded-model.md)."""
+    PreTrainedTokenizerFast reads identically in both (docs/design.md, "The embedded model")."""
     cfg = directory / "tokenizer_config.json"
     if cfg.is_file():
         data = json.loads(cfg.read_text())
