@@ -68,10 +68,19 @@ def test_seeded_runs_reproduce_their_loss_trajectory(tmp_path, monkeypatch):
     from homework import allocator
     from homework.device import resolve_placement
 
+    from homework.base_llm import BaseLLM
+    from homework.data import Dataset
+
     tuned = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: tuned.append(1))
     a = train_model(tmp_path / "a", **{**TINY, "max_steps": 3, "save_steps": 0})
-    b = train_model(tmp_path / "b", **{**TINY, "max_steps": 3, "save_steps": 0})
+    # run b also evaluates, through an answerer right on the validation file only: each figure is its own file's
+    truth = dict(Dataset("valid").data[:3])
+    monkeypatch.setattr(BaseLLM, "answer", lambda self, *qs: [truth.get(q, -1.0) for q in qs])
+    b = train_model(tmp_path / "b", **{**TINY, "max_steps": 3, "save_steps": 0, "evaluate": True, "eval_limit": 3})
+    assert (b.accuracy, b.heldout_accuracy) == (1.0, 0.0)
+    evaluation = json.loads((tmp_path / "b" / "metrics.json").read_text())["evaluation"]
+    assert (evaluation["valid"]["accuracy"], evaluation["heldout"]["accuracy"]) == (1.0, 0.0)
     assert [r.loss for r in a.records] == [r.loss for r in b.records]
     assert all(math.isfinite(r.grad_norm) for r in a.records)
     # CPU training keeps freed memory (homework/allocator.py); the CUDA caching allocator needs no help
