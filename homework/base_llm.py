@@ -110,7 +110,9 @@ def test_model():
 
     llm = BaseLLM()
     result = benchmark(llm, Dataset("valid"), 20)
-    print(f"accuracy={result.accuracy:.3f} answer_rate={result.answer_rate:.3f}")
+    from . import report
+
+    report.result(f"accuracy={result.accuracy:.3f} answer_rate={result.answer_rate:.3f}")
 
 
 if __name__ == "__main__":

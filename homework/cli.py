@@ -11,7 +11,6 @@ only the options given on the command line reach `train_model`: a resumed run ca
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 
 from .config import DEFAULT_OUTPUT_DIR, TrainConfig, accepted_range, flag_of, options
@@ -98,11 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_doctor(model=opts.get("model"), device=opts.get("device"),
                               train_file=opts.get("train_file", "train"), steps=args.steps)
     except HomeworkError as exc:
-        from .distributed import is_main
+        from . import report
 
         # an error every process agreed on (distributed.agree_on_failure) is printed once, by rank 0
-        if is_main() or not getattr(exc, "agreed", False):
-            print(f"error: {exc}", file=sys.stderr)
+        report.error(str(exc), agreed=getattr(exc, "agreed", False))
         return 2
     except KeyboardInterrupt:
         return 130

@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import report
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 ADAPTER_DIR_NAME = "sft_model"  # where load_sft() looks, inside the package (config.DEFAULT_OUTPUT_DIR)
 LIMITS = {"generate": 40.0, "batched": 15.0, "sft": 60.0}
@@ -97,7 +99,8 @@ def run_cases(submission: str | os.PathLike, questions: int = 32, bench_question
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("GRADER-CHECK ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        raise RuntimeError("the grader's calling convention failed (exit %d):\n%s" % (proc.returncode, "\n".join(tail)))
+        joined = "\n".join(tail)
+        raise RuntimeError(f"the grader's calling convention failed (exit {proc.returncode}):\n{joined}")
     return json.loads(lines[-1].removeprefix("GRADER-CHECK "))
 
 
@@ -138,17 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     if not (Path(args.adapter) / "adapter_config.json").is_file():
-        print(f"error: --adapter {args.adapter}: no adapter_config.json; train first (python -m homework.sft train)",
-              file=sys.stderr)
+        report.error(f"--adapter {args.adapter}: no adapter_config.json; train first (python -m homework.sft train)")
         return 2
     with tempfile.TemporaryDirectory(prefix="homework-submission-") as tmp:
         results = run_cases(lay_out_submission(tmp, args.adapter), args.questions, args.bench_questions)
     rows = score(results)
-    print(f"{'case':<9} {'seconds':>8} {'limit':>6}  graded")
+    report.result(f"{'case':<9} {'seconds':>8} {'limit':>6}  graded")
     for case, row in rows.items():
-        print(f"{case:<9} {row['seconds']:8.1f} {row['limit']:6.0f}  {row['graded']} {row['value']:.3f} "
+        report.result(f"{case:<9} {row['seconds']:8.1f} {row['limit']:6.0f}  {row['graded']} {row['value']:.3f} "
               f"-> {row['share']:.0%} of the case's points")
-    print(f"SFT model: {results['sft']['parameters']:,} parameters (limit {MAX_PARAMETERS:,})")
+    report.result(f"SFT model: {results['sft']['parameters']:,} parameters (limit {MAX_PARAMETERS:,})")
     if args.json:
         from .atomic import atomic_write_json
 

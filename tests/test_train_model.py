@@ -66,10 +66,9 @@ def test_resume_continues_its_own_run_to_the_uninterrupted_loss(tmp_path, capsys
 @pytest.mark.timeout(600)
 def test_seeded_runs_reproduce_their_loss_trajectory(tmp_path, monkeypatch):
     from homework import allocator
-    from homework.device import resolve_placement
-
     from homework.base_llm import BaseLLM
     from homework.data import Dataset
+    from homework.device import resolve_placement
 
     tuned = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: tuned.append(1))
