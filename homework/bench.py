@@ -9,6 +9,9 @@ Variants, all on the same rows, model, seed and batch size; each adds one change
   dynamic   pad to the longest row in the batch instead, no checkpointing (full logits)
   head      + logits only at supervised positions (SupervisedTrainer)
   grouped   + batches grouped by length
+  packed    head's trainer with each batch's rows packed into one row (no padding at all; attention
+            kept inside each row: homework/packing.py) instead of padded: a side branch, compared
+            with head (packing_gain) and with seed (packed_speedup); fused builds on grouped
   fused     + fused LoRA linears and glibc malloc keeping freed memory
             (the malloc setting is process-wide, so this variant and the next always run last)
   project   + the project's LoRA layout, TrainConfig's defaults: adapters on the last decoder layers
@@ -17,7 +20,7 @@ Variants, all on the same rows, model, seed and batch size; each adds one change
 The first step of each variant is a warm-up and not timed. Compare ratios, not absolute seconds.
 
 The batch size defaults to 32, the seed recipe's (the course's, and the one the baseline figures in
-../shared/cpu-figures.md were measured with), so the trainers are compared on the seed's workload.
+docs/speed.md were measured with), so the trainers are compared on the seed's workload.
 `python -m homework.sft train` trains with batch 16 (more optimizer steps in its one epoch pay in
 accuracy); `--batch-size 16` measures that setting.
 """
@@ -36,12 +39,12 @@ import time
 from .atomic import atomic_write_json
 
 ALL_LAYERS_LORA = dict(lora_layers=None, lora_rank=16, lora_alpha=32)  # every variant but `project`
-SEED_BATCH_SIZE = 32  # the seed recipe's batch (the course's; ../shared/cpu-figures.md)
-VARIANTS = ("seed", "dynamic", "head", "grouped", "fused", "project")
+SEED_BATCH_SIZE = 32  # the seed recipe's batch (the course's; baseline figures: docs/speed.md)
+VARIANTS = ("seed", "dynamic", "head", "grouped", "packed", "fused", "project")
 # (without, with, key): the gain of each single change, printed and written when both ran
 GAINS = (("seed", "dynamic", "dynamic_padding_gain"), ("dynamic", "head", "supervised_head_gain"),
          ("head", "grouped", "length_grouping_gain"), ("grouped", "fused", "fused_lora_allocator_gain"),
-         ("fused", "project", "lora_layout_gain"))
+         ("fused", "project", "lora_layout_gain"), ("head", "packed", "packing_gain"))
 
 
 class PeakRSS:
@@ -103,7 +106,9 @@ class CountingCollator:
 
     def __call__(self, features):
         batch = self.inner(features)
-        self.tokens.append(int(batch["attention_mask"].sum()))
+        # a packed batch has no padding, hence no mask: every position is a real token
+        mask = batch.get("attention_mask")
+        self.tokens.append(int(mask.sum()) if mask is not None else batch["input_ids"].numel())
         return batch
 
 
@@ -116,6 +121,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     from .config import TrainConfig
     from .formats import format_example
     from .lora import build_lora_model
+    from .packing import PackingCollator
     from .recipe import build_recipe
     from .smoke import run_steps
     from .tokenization import TokenizedDataset
@@ -141,7 +147,10 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
         model = build_lora_model(copy.deepcopy(base_model), cfg)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         model.train()
-        counter = CountingCollator(default_data_collator if padded else DynamicPaddingCollator(tokenizer.pad_token_id))
+        if name == "packed":
+            counter = CountingCollator(PackingCollator())
+        else:
+            counter = CountingCollator(default_data_collator if padded else DynamicPaddingCollator(tokenizer.pad_token_id))
         kwargs = dict(learning_rate=2e-4, batch_size=batch_size, seed=seed, collator=counter)
         if name == "seed":
             kwargs.update(gradient_checkpointing=True, plain_trainer=True)
@@ -149,6 +158,8 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
             kwargs.update(plain_trainer=True)
         elif name in ("grouped", "fused"):
             kwargs.update(group_by_length=True)
+        elif name == "packed":
+            kwargs.update(packing=True)
         if name == "fused" and next(model.parameters()).device.type == "cpu":
             from . import allocator
 
@@ -212,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     if "seed" in results and "project" in results:
         out["speedup"] = results["project"]["real_tokens_per_s"] / results["seed"]["real_tokens_per_s"]
         print(f"speedup (project / seed, real tokens/s): {out['speedup']:.1f}x")
+    if "seed" in results and "packed" in results:
+        out["packed_speedup"] = results["packed"]["real_tokens_per_s"] / results["seed"]["real_tokens_per_s"]
+        print(f"packed speedup (packed / seed, real tokens/s): {out['packed_speedup']:.2f}x")
     for a, b, key in GAINS:
         if a in results and b in results:
             out[key] = results[b]["real_tokens_per_s"] / results[a]["real_tokens_per_s"]

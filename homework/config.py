@@ -69,6 +69,8 @@ class TrainConfig:
     group_by_length: bool | None = option(None, "batches of similar-length rows; unset: on for CPU, off for CUDA "
                                                 "(measured faster on CPU, slower on an H100)", kind=bool)
     fused_lora: bool = option(True, "one autograd node per LoRA linear (same math as peft, faster)", resumable=True)
+    packing: bool = option(False, "pack each batch's rows into one row without padding, attention kept inside each "
+                                  "row (measured slower on 2 CPU cores; for GPUs)")
     grad_accum: int = option(1, "batches accumulated per optimizer step", minimum=1)
     max_steps: int = option(-1, "stop after N optimizer steps (-1: run the epochs)", minimum=-1)
     max_length: int = option(DEFAULT_MAX_LENGTH, "longest row in tokens; longer rows are refused", minimum=8)

@@ -1,7 +1,7 @@
 """The one place that decides device and dtype.
 
 CPU always trains in fp32: on the 2-core AVX2 machines this project targets, bf16 matmul is
-~400x slower than fp32 (../shared/cpu-figures.md), and fp16 on CPU is slower still or unsupported.
+~400x slower than fp32 (docs/speed.md), and fp16 on CPU is slower still or unsupported.
 CUDA uses bf16 where the card supports it, else fp32 (fp16 overflows bf16-trained weights).
 """
 
@@ -33,7 +33,7 @@ class Placement:
     def groups_by_length(self) -> bool:
         """The default for length-grouped batches on this device class, by measurement: on 2 CPU cores
         grouping gained 1.22x (padding is compute there); on an H100 the same change measured 0.71x
-        (../shared/runs/h100-2026-11-26.md: the step is launch-bound and padding nearly free)."""
+        (docs/speed.md, the H100 run: the step is launch-bound and padding nearly free)."""
         return self.device.type == "cpu"
 
 
@@ -46,11 +46,19 @@ def resolve_placement(device: str | None = None) -> Placement:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise HomeworkError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
+        visible = torch.cuda.device_count()
+        devices = f"{visible} CUDA device{'s are' if visible != 1 else ' is'} visible"
         if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun / accelerate launch: one GPU per process
             from .distributed import local_rank
 
-            name = f"cuda:{local_rank()}"
+            rank = local_rank()
+            if rank >= visible:  # else torch fails later with "invalid device ordinal", far from the cause
+                raise HomeworkError(f"LOCAL_RANK={rank} but only {devices}: launch at most {visible} "
+                                    "process(es) per machine, or train on CPU with --device cpu (gloo)")
+            name = f"cuda:{rank}"
         dev = torch.device(name)
+        if dev.index is not None and dev.index >= visible:
+            raise HomeworkError(f"device {name!r} was requested but only {devices}")
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return Placement(dev, dtype)
     if name == "cpu":

@@ -68,9 +68,12 @@ def training_arguments(cfg: TrainConfig, output_dir: str | Path, placement, use_
 
 
 def build_trainer(model, args, dataset, collator, *, guard, callbacks=(), plain: bool = False,
-                  group_by_length: bool = False):
+                  group_by_length: bool = False, packing: bool = False):
     """This project's SupervisedTrainer (supervised-position logits, token accounting, length grouping,
-    checkpoint markers), or with plain=True the stock transformers Trainer (the seed recipe's)."""
+    checkpoint markers), or with plain=True the stock transformers Trainer (the seed recipe's).
+    packing=True: the batches are homework.packing's padding-free rows (SupervisedTrainer reads them)."""
+    if plain and packing:  # model(**batch) would let attention cross the packed rows
+        raise ValueError("the stock Trainer cannot train packed batches: use packing with plain=False")
     if plain:
         from transformers import Trainer
 
@@ -84,19 +87,23 @@ def build_trainer(model, args, dataset, collator, *, guard, callbacks=(), plain:
 
 def few_steps_trainer(model, dataset, collator, output_dir: str | Path, steps: int, *, guard, learning_rate: float,
                       batch_size: int, grad_accum: int = 1, seed: int = 0, warmup_steps: int = 0, bf16: bool = False,
-                      gradient_checkpointing: bool = False, plain: bool = False, group_by_length: bool = False):
+                      gradient_checkpointing: bool = False, plain: bool = False, group_by_length: bool = False,
+                      packing: bool = False):
     """A trainer for `steps` optimizer steps of an already-adapted model at a constant learning rate (after an
     optional warm-up), on the model's device: for smoke.run_steps and the SFT contract's default trainer."""
     import torch
 
     from .device import Placement
 
-    cfg = TrainConfig(learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-                      warmup_steps=warmup_steps, lr_scheduler="constant_with_warmup" if warmup_steps else "constant",
-                      max_steps=steps, save_steps=0, progress=False)
+    cfg = TrainConfig(batch_size=batch_size, grad_accum=grad_accum, seed=seed, warmup_steps=warmup_steps,
+                      lr_scheduler="constant_with_warmup" if warmup_steps else "constant", max_steps=steps, save_steps=0,
+                      progress=False)
+    # set after validation: the guard's own tests and the contract's seeded bugs train at a learning rate of 0
+    cfg.learning_rate = learning_rate
     placement = Placement(next(model.parameters()).device, torch.bfloat16 if bf16 else torch.float32)
     args = training_arguments(cfg, output_dir, placement, gradient_checkpointing)
-    return build_trainer(model, args, dataset, collator, guard=guard, plain=plain, group_by_length=group_by_length)
+    return build_trainer(model, args, dataset, collator, guard=guard, plain=plain, group_by_length=group_by_length,
+                         packing=packing)
 
 
 @dataclass
@@ -129,7 +136,8 @@ class Recipe:
                 f"{len(self.dataset)} rows in {batch}; LoRA r={self.config.lora_rank} alpha={self.config.lora_alpha} on {layers}: "
                 f"{self.trainable_parameters():,} trainable parameters; gradient checkpointing "
                 f"{'on' if self.use_checkpointing else 'off'}; length-grouped batches "
-                f"{'on' if self.group_by_length else 'off'}")
+                f"{'on' if self.group_by_length else 'off'}"
+                + ("; rows packed without padding" if self.config.packing else ""))
 
 
 def training_split(cfg: TrainConfig):
@@ -188,9 +196,17 @@ def build_recipe(cfg: TrainConfig, output_dir: str | Path, *, llm=None, base_mod
     guard = HealthGuard(verbose_epochs=cfg.progress)
     from . import distributed
 
-    collator = DynamicPaddingCollator(llm.tokenizer.pad_token_id, refuse_unsupervised=distributed.world_size() == 1)
+    packing = cfg.packing
+    refuse = distributed.world_size() == 1
+    if packing:
+        from .packing import PackingCollator
+
+        collator = PackingCollator(refuse_unsupervised=refuse)
+    else:
+        collator = DynamicPaddingCollator(llm.tokenizer.pad_token_id, refuse_unsupervised=refuse)
     args = training_arguments(cfg, output_dir, placement, use_ckpt)
-    trainer = build_trainer(model, args, dataset, collator, guard=guard, callbacks=callbacks, group_by_length=group)
+    trainer = build_trainer(model, args, dataset, collator, guard=guard, callbacks=callbacks, group_by_length=group,
+                            packing=packing)
     return Recipe(cfg, llm, model, dataset, collator, trainer, guard, use_ckpt, group)
 
 

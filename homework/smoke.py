@@ -13,10 +13,11 @@ from .health import HealthGuard, StepRecord
 def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float = 2e-4, batch_size: int = 4,
               grad_accum: int = 1, gradient_checkpointing: bool = False, seed: int = 0, warmup_steps: int = 0,
               guard: bool = True, collator=None, plain_trainer: bool = False, output_dir: str | None = None,
-              bf16: bool = False, group_by_length: bool = False) -> list[StepRecord]:
+              bf16: bool = False, group_by_length: bool = False, packing: bool = False) -> list[StepRecord]:
     """Train `steps` optimizer steps of `model` (already LoRA-wrapped) on `dataset`; return per-step records.
 
-    The guard raises TrainingHealthError at the first unhealthy step unless guard=False.
+    The guard raises TrainingHealthError at the first unhealthy step unless guard=False. packing=True: padding-free
+    batches (homework.packing; the default collator becomes PackingCollator).
     """
     from transformers import set_seed
 
@@ -27,10 +28,14 @@ def run_steps(model, tokenizer, dataset, steps: int = 3, *, learning_rate: float
         model.enable_input_require_grads()
     health = HealthGuard(stop=guard)
     with tempfile.TemporaryDirectory(prefix="homework-steps-") as tmp:
-        trainer = few_steps_trainer(model, dataset, collator or DynamicPaddingCollator(tokenizer.pad_token_id),
+        if collator is None:
+            from .packing import PackingCollator
+
+            collator = PackingCollator() if packing else DynamicPaddingCollator(tokenizer.pad_token_id)
+        trainer = few_steps_trainer(model, dataset, collator,
                                     output_dir or tmp, steps, guard=health, learning_rate=learning_rate,
                                     batch_size=batch_size, grad_accum=grad_accum, seed=seed, warmup_steps=warmup_steps,
                                     bf16=bf16, gradient_checkpointing=gradient_checkpointing, plain=plain_trainer,
-                                    group_by_length=group_by_length)
+                                    group_by_length=group_by_length, packing=packing)
         trainer.train()
     return health.records

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from .collate import IGNORE_INDEX
+from .packing import is_packed, packed_model_kwargs, unsupervised_rows
 
 
 def _unwrap(model):
@@ -42,9 +43,13 @@ def supervised_loss(model, batch: dict, num_items_in_batch=None) -> tuple[torch.
         selected_early.append(True)
         return (hidden[:, :-1][keep], *args[1:])
 
+    if is_packed(batch):  # padding-free rows (homework.packing): their positions and a block-diagonal mask
+        attention = packed_model_kwargs(model, batch["position_ids"])
+    else:
+        attention = {"attention_mask": batch["attention_mask"]}
     handle = head.register_forward_pre_hook(select_supervised) if isinstance(head, torch.nn.Module) else None
     try:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        logits = model(input_ids=batch["input_ids"], use_cache=False, **attention).logits
     finally:
         if handle is not None:
             handle.remove()
@@ -133,8 +138,11 @@ class SupervisedTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         loss, per_row = supervised_loss(model, inputs, num_items_in_batch)
         if self.health_guard is not None and model.training:
-            self.health_guard.note_batch(int(per_row.sum()), int(inputs["attention_mask"].sum()),
-                                         unsupervised_rows=int((per_row == 0).sum()))
+            if is_packed(inputs):  # one batch row holds several rows, and no position is padding
+                real, unsupervised = inputs["input_ids"].numel(), unsupervised_rows(inputs)
+            else:
+                real, unsupervised = int(inputs["attention_mask"].sum()), int((per_row == 0).sum())
+            self.health_guard.note_batch(int(per_row.sum()), real, unsupervised_rows=unsupervised)
         # When normalised by the accumulated count the loss is already scaled for accumulation.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         if num_items_in_batch is not None and getattr(self.args, "average_tokens_across_devices", False):

@@ -16,6 +16,14 @@ def test_counting_collator_counts_real_tokens():
     assert counter.tokens == [4]
 
 
+def test_counting_collator_counts_every_packed_position():
+    from homework.packing import PackingCollator
+
+    counter = CountingCollator(PackingCollator(refuse_unsupervised=False))
+    counter([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}])
+    assert counter.tokens == [4]  # no padding: every position of the packed row is a real token
+
+
 def test_peak_rss_sees_an_allocation():
     with PeakRSS() as rss:
         block = bytearray(64 * 2**20)
@@ -42,9 +50,9 @@ def test_bench_writes_speedup_json(tmp_path, capsys):
     for r in data["results"].values():
         assert r["real_tokens_per_s"] > 0 and r["peak_rss_mb"] > 100 and len(r["losses"]) == 2
         assert r["page_faults_per_step"] >= 0
-    # seed, dynamic and head draw the same first batch (the others draw length-grouped ones) from the
-    # same adapter initialisation: padding to 128 and the supervised-only head change no loss
-    first = [r["losses"][0] for name, r in data["results"].items() if name in ("seed", "dynamic", "head")]
+    # seed, dynamic, head and packed draw the same first batch (the others draw length-grouped ones) from the
+    # same adapter initialisation: padding to 128, the supervised-only head and packing change no loss
+    first = [r["losses"][0] for name, r in data["results"].items() if name in ("seed", "dynamic", "head", "packed")]
     assert max(first) - min(first) < 1e-3
     printed = capsys.readouterr().out
     assert "speedup (project / seed, real tokens/s)" in printed and "lora layout gain" in printed

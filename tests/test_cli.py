@@ -102,6 +102,7 @@ SCHEDULE = {
     "gradient_checkpointing": (["--gradient-checkpointing", "on"], lambda r: r.use_checkpointing is True),
     "save_steps": (["--save-steps", "7"], lambda r: r.trainer.args.save_steps == 7),
     "progress": (["--no-progress"], lambda r: r.trainer.args.disable_tqdm is True),
+    "packing": (["--packing"], lambda r: type(r.collator).__name__ == "PackingCollator"),
 }
 ADAPTER = {
     "lora_rank": (["--rank", "8"], lambda r: r.model.peft_config["default"].r == 8),

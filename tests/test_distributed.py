@@ -3,6 +3,7 @@ one verdict from the guard for every process, one writer, resume, and evaluation
 
 Each test launches real `torchrun --nproc_per_node 2` runs of the shipped command on the embedded model
 (seconds of training, ~20 s of start-up each), so they live in the slow tier; `nox -s ddp` runs them alone.
+They mean gloo on CPU everywhere, a CUDA machine included: `launch_plan` passes `--device cpu`.
 """
 
 from __future__ import annotations
@@ -28,22 +29,31 @@ DRIVER = REPO / "tests" / "distributed_driver.py"
 RTOL = 1e-4
 
 
+def launch_plan(writes: Path, processes: int, args: tuple[str, ...] = (), env: dict | None = None,
+                launcher: str = "torchrun") -> tuple[list[str], dict]:
+    """The command line and environment of a launch. Every process trains on CPU with gloo, named explicitly:
+    left to `auto`, a process on a CUDA machine takes cuda:$LOCAL_RANK, which one GPU cannot serve to rank 1."""
+    full_env = {**os.environ, "HW_WRITES_DIR": str(writes), "OMP_NUM_THREADS": str(max(1, 2 // processes)),
+                "HOMEWORK_DEVICE": "cpu", **(env or {})}
+    train = ["train", "--device", "cpu", *args]  # use_cpu in TrainingArguments: accelerate then picks gloo
+    if processes > 1 and launcher == "accelerate":
+        # --multi_gpu picks accelerate's torchrun-style launcher; --device cpu keeps each process on CPU (gloo)
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}",
+               "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", str(DRIVER), *train]
+    elif processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(DRIVER), *train]
+    else:
+        cmd = [sys.executable, str(DRIVER), *train]
+    return cmd, full_env
+
+
 def launch(tmp_path: Path, processes: int, *args: str, env: dict | None = None, timeout: int = 300,
            launcher: str = "torchrun"):
     """`python -m homework.sft train ...` under torchrun or `accelerate launch` (processes > 1), or as one process."""
     writes = tmp_path / f"writes-{processes}"
     writes.mkdir(exist_ok=True)
-    full_env = {**os.environ, "HW_WRITES_DIR": str(writes), "OMP_NUM_THREADS": str(max(1, 2 // processes)),
-                **(env or {})}
-    if processes > 1 and launcher == "accelerate":
-        # --multi_gpu picks accelerate's torchrun-style launcher; with no GPU each process trains on CPU (gloo)
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}",
-               "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", str(DRIVER), "train", *args]
-    elif processes > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(DRIVER), "train", *args]
-    else:
-        cmd = [sys.executable, str(DRIVER), "train", *args]
+    cmd, full_env = launch_plan(writes, processes, args, env, launcher)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO)
     proc.writes = {p.stem: [tuple(json.loads(line)) for line in p.read_text().splitlines()]
                    for p in writes.glob("rank*.jsonl")}
