@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ddp, pytest.mark.timeout(600)]
 
 DRIVER = REPO / "tests" / "distributed_driver.py"
 # 2 processes x batch 8 against 1 process x batch 16 matched to 1.0e-6 (loss) and 1.0e-5 relative (grad norm)
-# over 24 steps on CPU fp32 (README, "More than one process"): the all-reduce sums in another order, and the
+# over 24 steps on CPU fp32 (docs/speed.md, several processes): the all-reduce sums in another order, and the
 # difference grows with the steps. A normalisation bug moves the loss by a factor (0.5 with 2 processes).
 RTOL = 1e-4
 

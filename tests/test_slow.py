@@ -14,7 +14,7 @@ from homework.sft import TRAIN_CONFIG_FILE, load, train_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
-# Thresholds set from measured runs with a margin (README, "Data, answer format and accuracy"): the default
+# Thresholds set from measured runs with a margin (docs/results.md): the default
 # measured 0.990 in-family and 0.923 on the held-out family at seed 0 on 2 CPU cores. One row of 300 is 0.33 %;
 # the margins hold ~4 standard errors of seed noise and still catch the regressions measured on the way
 # there (no prompt lead: 0.823 held out; the expression format: 0.463).
