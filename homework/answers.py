@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 SIGNIFICANT_DIGITS = 4  # ~0.05% rounding error, far inside the 5% grading tolerance
+
+# What parse_answer does with a named answer ("volume: quart to fluid ounce: <answer>6 * 0.9464 / 28.35") whose
+# expression disagrees with the units it names: "nan" counts it unanswered, "repair" recomputes it from the
+# named units and the expression's leading quantity, "off" grades the expression as written. NaN is the
+# default: it never reports a number the model did not write, and a wrong name then costs no more than a
+# wrong factor did. HOMEWORK_NAMED_CHECK overrides it without retraining, so both can be measured on one adapter.
+NAMED_CHECKS = ("nan", "repair", "off")
+NAMED_CHECK_ENV = "HOMEWORK_NAMED_CHECK"
+DEFAULT_NAMED_CHECK = "nan"
+# The grading tolerance (data.RELATIVE_TOLERANCE): an expression this close to its named units' value would be
+# graded the same either way, so only a disagreement that changes the grade is caught.
+NAMED_TOLERANCE = 0.05
 
 _NUMBER = re.compile(r"[-+−]?\s*(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -105,15 +118,29 @@ def evaluate_expression(text: str) -> float:
         return float("nan")
 
 
-def parse_answer(text: str) -> float:
+def named_check(mode: str | None = None) -> str:
+    """The named-answer check in force: `mode`, else $HOMEWORK_NAMED_CHECK, else DEFAULT_NAMED_CHECK."""
+    mode = mode or os.environ.get(NAMED_CHECK_ENV) or DEFAULT_NAMED_CHECK
+    if mode not in NAMED_CHECKS:
+        raise ValueError(f"{NAMED_CHECK_ENV}={mode!r}: choose from {', '.join(NAMED_CHECKS)}")
+    return mode
+
+
+def parse_answer(text: str, check: str | None = None) -> float:
     """The value inside the first <answer> tag; NaN when there is none.
 
     The tag may hold a number or an arithmetic expression ("6 * 1000 / 1", the expression answer
     format). Tolerates a missing closing tag, thousands separators, signs, spaces and scientific
     notation; with trailing words ("3 km") the first number counts.
+
+    A named answer ("mass: kilogram to gram: <answer>6 * 1000 / 1") whose expression is more than
+    NAMED_TOLERANCE off the value its named units give the expression's leading quantity, or whose named
+    units are of two kinds, is caught: see NAMED_CHECKS. A bare number or text that is no expression is
+    not checked (it has no quantity to check).
     """
     if not isinstance(text, str):
         return float("nan")
+    mode = named_check(check)
     start = text.find(ANSWER_OPEN)
     if start < 0:
         return float("nan")
@@ -121,17 +148,33 @@ def parse_answer(text: str) -> float:
     end = body.find(ANSWER_CLOSE)
     if end >= 0:
         body = body[:end]
+    value, is_expression = _tag_value(body)
+    if mode == "off" or math.isnan(value) or not is_expression or ":" not in text[:start]:
+        return value
+    from .expression_format import named_units, named_value
+
+    claim = named_units(text)
+    if claim is False:  # units of two kinds: nothing to grade or repair
+        return float("nan")
+    expected = named_value(claim, body)
+    if expected is None or not math.isfinite(expected) or abs(value - expected) <= NAMED_TOLERANCE * abs(expected):
+        return value
+    return expected if mode == "repair" else float("nan")
+
+
+def _tag_value(body: str) -> tuple[float, bool]:
+    """The value of the tag's text, and whether it is a product or quotient (an expression with a quantity)."""
     try:
         value = evaluate_expression(body)
-        return value if math.isfinite(value) else float("nan")
+        return (value if math.isfinite(value) else float("nan")), any(op in body for op in "*/×÷")
     except ValueError:
         pass
     match = _NUMBER.search(body)
     if match is None:
-        return float("nan")
+        return float("nan"), False
     token = re.sub(r"[\s,_]", "", match.group(0)).replace("−", "-")  # the pattern allows any space after a sign
     try:
         value = float(token)
     except ValueError:  # defensive: parse_answer reads model output and must never raise
-        return float("nan")
-    return value if math.isfinite(value) else float("nan")
+        return float("nan"), False
+    return (value if math.isfinite(value) else float("nan")), False

@@ -62,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(t)
     s = sub.add_parser("test", help="reload a saved adapter and evaluate it")
     s.add_argument("path", nargs="?", default=str(DEFAULT_OUTPUT_DIR))
-    s.add_argument("--valid-file", default="valid", help="(default: %(default)s)")
-    s.add_argument("--heldout-file", default="heldout", help="also graded ('' to skip; default: %(default)s)")
-    s.add_argument("--limit", type=int, default=None, help="grade only the first N questions of each file")
+    add_config_options(s, names={"valid_file", "heldout_file", "structures_file", "handwritten_file", "eval_limit"})
     doc = sub.add_parser("doctor", help="pre-flight scan, 3-step smoke run, save/reload and prompt checks")
     add_config_options(doc, names={"model", "device", "train_file"})
     doc.add_argument("--steps", type=int, default=3, help="optimizer steps of the smoke run (default: %(default)s)")
@@ -87,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
             train_model(args.output_dir, resume=args.resume, **given_options(args))
         elif args.command == "test":
+            from .config import make_config
             from .sft import test_model
 
-            test_model(args.path, args.valid_file, args.limit, args.heldout_file or None)
+            cfg = make_config(**given_options(args))  # the same defaults and checks as train's evaluation
+            test_model(args.path, cfg.valid_file, cfg.eval_limit, cfg.heldout_file, cfg.structures_file,
+                       cfg.handwritten_file)
         elif args.command == "doctor":
             from .doctor import run_doctor
 

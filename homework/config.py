@@ -54,6 +54,10 @@ class TrainConfig:
                              resumable=True)
     heldout_file: str | None = option("heldout", "also graded: phrasings and spellings never trained on ('' to skip)",
                                       allow_none=True, resumable=True)
+    structures_file: str | None = option("heldout_structures", "also graded: sentence structures never trained on "
+                                                               "('' to skip)", allow_none=True, resumable=True)
+    handwritten_file: str | None = option("handwritten", "also graded: questions typed by hand ('' to skip)",
+                                          allow_none=True, resumable=True)
     epochs: float = option(1.0, "passes over the training rows", above=0)
     learning_rate: float = option(2e-3, "peak learning rate", flag="--lr", above=0, maximum=1)
     lr_scheduler: str = option("cosine", "learning-rate schedule after the warm-up", choices=LR_SCHEDULERS)
@@ -164,8 +168,9 @@ def make_config(**options_) -> TrainConfig:
     if unknown:
         raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(f.name for f in options())}")
-    if options_.get("heldout_file") == "":
-        options_["heldout_file"] = None
+    for name in ("heldout_file", "structures_file", "handwritten_file"):  # '' skips that family
+        if options_.get(name) == "":
+            options_[name] = None
     return TrainConfig(**options_)
 
 

@@ -72,24 +72,44 @@ def format_factor(value: float) -> str:
     return f"{mantissa}e{exponent}"
 
 
+def _candidates(question: str, qm) -> list[tuple[object, object]]:
+    """(source, target) pairs the question can mean, most likely first. A unit right after the quantity
+    ("6 kg", "6kg") is its unit, if another unit of its kind is there to convert to. Otherwise the quantity is
+    a count ("kg to g for 6 units", "g from kg: 6") and any two units of one kind may be the pair. A spelling
+    BY_KIND gives another meaning takes it beside a unit of that kind ("quart to ounce")."""
+    from .vocabulary import reading
+
+    spelled = unit_spellings(question)
+    kinds = {unit.dimension for _, unit, _ in spelled}
+
+    def pairs(sources):
+        out = []
+        for *_, s_text in sources:
+            for *_, d_text in spelled:
+                for kind in sorted(kinds):
+                    src, dst = reading(s_text, kind), reading(d_text, kind)
+                    if src is not dst and src.dimension == dst.dimension == kind and (src, dst) not in out:
+                        out.append((src, dst))
+        return out
+
+    attached = [m for m in spelled if m[0] >= qm.end() and not question[qm.end():m[0]].strip()]
+    return pairs(attached[:1]) or pairs(spelled)
+
+
 def read_conversion(question: str, answer: float):
     """(quantity as written, source unit, target unit) such that quantity * factor(source) / factor(target)
-    is `answer` within 0.5 %, or None if the question can't be read that way."""
+    is `answer` within 0.5 %, or None if the question can't be read that way. The quantity is the first
+    number; which units it converts is in `_candidates`."""
     from .answers import evaluate_expression
 
     qm = _QUANTITY.search(question)
-    if qm is None:
+    if qm is None or not answer:
         return None
     q = qm.group(1)
-    mentions = _mentions(question)
-    after = [u for pos, u in mentions if pos >= qm.end()]
-    for src in after[:1]:
-        for _, dst in mentions:
-            if dst is src or dst.dimension != src.dimension:
-                continue
-            value = evaluate_expression(_expression(q, src, dst))
-            if answer and abs(value - answer) <= 5e-3 * abs(answer):
-                return q, src, dst
+    for src, dst in _candidates(question, qm):
+        value = evaluate_expression(_expression(q, src, dst))
+        if abs(value - answer) <= 5e-3 * abs(answer):
+            return q, src, dst
     return None
 
 
@@ -125,3 +145,53 @@ def format_example_named(question: str, answer: float) -> dict[str, str]:
     q, src, dst = found
     return {"question": question, "answer": f"{src.dimension}: {src.canonical} to {dst.canonical}: "
                                             f"{ANSWER_OPEN}{_expression(q, src, dst)}{ANSWER_CLOSE}"}
+
+
+# The named answer's prefix: "mass: kilogram to gram: " right before the tag. No standard name holds " to ".
+_NAMED = re.compile(r"([a-z]+): ([A-Za-z][A-Za-z. ]*?) to ([A-Za-z][A-Za-z. ]*?):\s*$")
+_LEADING_NUMBER = re.compile(r"[\s(]*([-+−]?\s*(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+@functools.lru_cache(maxsize=1)
+def _standard_names() -> dict[str, object]:
+    from .vocabulary import units
+
+    return {unit.canonical: unit for unit in units()}
+
+
+def named_units(text: str):
+    """What the named prefix of a generated answer claims: (source, target) units, False when it names
+    units that cannot be converted into each other, None when there is no named prefix or a name is not in
+    the vocabulary (nothing to check against).
+
+    Names are read as the standard names first, then as any spelling. Where the two are of different kinds,
+    a name BY_KIND gives another meaning is read in the kind word's kind, then in the other unit's
+    ("volume: quart to ounce" is a fluid ounce); a kind word alone never makes two units of one kind wrong."""
+    from .vocabulary import reading
+
+    head = text.split(ANSWER_OPEN, 1)
+    if len(head) < 2:
+        return None
+    match = _NAMED.search(head[0].rsplit("\n", 1)[-1])
+    if match is None:
+        return None
+    kind, names = match.group(1), (match.group(2).strip(), match.group(3).strip())
+    owners = [_standard_names().get(n) or reading(n) for n in names]
+    if None in owners:
+        return None
+    for k in (None, kind, owners[0].dimension, owners[1].dimension):
+        src, dst = owners if k is None else [reading(n, k) or u for u, n in zip(owners, names)]
+        if src.dimension == dst.dimension:
+            return src, dst
+    return False
+
+
+def named_value(claim, expression: str) -> float | None:
+    """The value the units `named_units` found give the quantity the expression starts with; None without
+    units or a leading quantity."""
+    number = _LEADING_NUMBER.match(expression)
+    if not claim or number is None:
+        return None
+    src, dst = claim
+    q = float(re.sub(r"[\s,_]", "", number.group(1)).replace("−", "-"))
+    return q * base_factor(src.key, src.dimension) / base_factor(dst.key, dst.dimension)

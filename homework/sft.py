@@ -43,6 +43,10 @@ class TrainResult:
     eval_seconds: float | None = None
     heldout_accuracy: float | None = None  # on data/heldout.json: phrasings and spellings never trained on
     heldout_answer_rate: float | None = None
+    structures_accuracy: float | None = None  # on data/heldout_structures.json: sentence structures never trained on
+    structures_answer_rate: float | None = None
+    handwritten_accuracy: float | None = None  # on data/handwritten.json: questions typed by hand
+    handwritten_answer_rate: float | None = None
 
 
 def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool = False, callbacks=(),
@@ -126,14 +130,16 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
     if cfg.evaluate:
         # The adapter is saved; folding it into the base weights makes generation ~20% faster.
         llm.model = model.merge_and_unload().eval()
-        evaluations = _evaluate_all(llm, cfg.valid_file, cfg.heldout_file, cfg.eval_limit)
+        files = evaluation_files(cfg)
+        evaluations = _evaluate_all(llm, files, cfg.eval_limit)
         bench, seconds = evaluations["valid"]
         result.accuracy, result.answer_rate, result.eval_seconds = bench.accuracy, bench.answer_rate, seconds
-        if "heldout" in evaluations:
-            held, held_seconds = evaluations["heldout"]
-            result.heldout_accuracy, result.heldout_answer_rate = held.accuracy, held.answer_rate
-            result.eval_seconds += held_seconds
-        summary = _write_results(output_dir, evaluations, {"valid": cfg.valid_file, "heldout": cfg.heldout_file})
+        for name, (graded, family_seconds) in evaluations.items():
+            if name != "valid":
+                setattr(result, f"{name}_accuracy", graded.accuracy)
+                setattr(result, f"{name}_answer_rate", graded.answer_rate)
+                result.eval_seconds += family_seconds
+        summary = _write_results(output_dir, evaluations, files)
         _add_to_metrics(output_dir, summary)
         report.info(f"total {time.perf_counter() - t_start:.0f} s")
     return result
@@ -152,13 +158,27 @@ def _agreed(check, *args):
         raise problem
 
 
-def _evaluate_all(llm, valid_file: str, heldout_file: str | None, limit: int | None) -> dict:
-    """The in-family check (valid) and, where configured, the held-out family: phrasings and unit spellings
-    that never occur in training, which is what a new user's questions look like. Both files' questions go
-    through one batched generation (fewer, fuller batches); each file is graded and printed on its own."""
+# The families graded after training: the TrainConfig option naming each file, and how it is reported.
+EVALUATION_FAMILIES = {
+    "valid": ("valid_file", "validation"),
+    "heldout": ("heldout_file", "held-out phrasings and spellings"),
+    "structures": ("structures_file", "held-out sentence structures"),
+    "handwritten": ("handwritten_file", "hand-written questions"),
+}
+
+
+def evaluation_files(cfg: TrainConfig) -> dict[str, str]:
+    """{family: file} for the families cfg grades (valid always; the others unless their option is unset)."""
+    return {name: getattr(cfg, option) for name, (option, _) in EVALUATION_FAMILIES.items() if getattr(cfg, option)}
+
+
+def _evaluate_all(llm, files: dict[str, str], limit: int | None) -> dict:
+    """Grade every family in `files` ({family: file}; "valid" first): the in-family check and the held-out
+    families -- phrasings, spellings and sentence structures never trained on, and questions typed by hand,
+    which is what a new user's questions look like. Every question goes through one batched generation (fewer,
+    fuller batches); each file is graded and printed on its own."""
     from .data import BenchmarkResult, Dataset, benchmark
 
-    files = {"valid": valid_file, **({"heldout": heldout_file} if heldout_file else {})}
     rows = {name: list(Dataset(f).data)[: limit or None] for name, f in files.items()}
     every = [r for part in rows.values() for r in part]
     report.info(f"evaluating {' + '.join(f'{len(r)} ({files[n]})' for n, r in rows.items())} questions "
@@ -172,8 +192,7 @@ def _evaluate_all(llm, valid_file: str, heldout_file: str | None, limit: int | N
         start += len(part)
         bench = BenchmarkResult.from_samples(share)
         out[name] = (bench, seconds * len(part) / len(every))
-        what = "validation" if name == "valid" else "held-out phrasings and spellings"
-        report.info(f"{what}: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} ({len(share)} questions)")
+        report.info(f"{EVALUATION_FAMILIES[name][1]}: accuracy={bench.accuracy:.3f} answer_rate={bench.answer_rate:.3f} ({len(share)} questions)")
     report.info(f"evaluated {len(every)} questions in {seconds:.1f} s")
     return out
 
@@ -230,11 +249,13 @@ def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None
 
 
 def test_model(ckpt_path: str | os.PathLike = DEFAULT_OUTPUT_DIR, valid_file: str = "valid", limit: int | None = None,
-               heldout_file: str | None = None):
-    """Reload a saved adapter and grade it on `valid_file` (and `heldout_file` when given); returns the
+               heldout_file: str | None = None, structures_file: str | None = None, handwritten_file: str | None = None):
+    """Reload a saved adapter and grade it on `valid_file` and on each held-out family given; returns the
     validation BenchmarkResult."""
     llm = load(ckpt_path)
-    return _evaluate_all(llm, valid_file, heldout_file, limit)["valid"][0]
+    given = {"valid": valid_file, "heldout": heldout_file, "structures": structures_file,
+             "handwritten": handwritten_file}
+    return _evaluate_all(llm, {name: f for name, f in given.items() if f}, limit)["valid"][0]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ where pint does not read them as another unit ("MG" is megagauss, "Min" megainch
 
 Each unit's forms are then split into a training family and a held-out family (`split_forms`): the
 held-out spellings never occur in data/train.json or data/valid.json, only in data/heldout.json.
+
+A few spellings mean different units depending on the other unit of the question ("ounce" beside a quart is
+a fluid ounce): BY_KIND lists them, and `reading` resolves them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import functools
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # (dimension, pint expression). Compound units are "a / b" or "a ** 3".
 UNIT_KEYS: tuple[tuple[str, str], ...] = (
@@ -28,8 +31,11 @@ UNIT_KEYS: tuple[tuple[str, str], ...] = (
     ("volume", "inch ** 3"), ("volume", "foot ** 3"), ("volume", "gallon"), ("volume", "quart"),
     ("volume", "pint"), ("volume", "cup"), ("volume", "fluid_ounce"), ("volume", "tablespoon"),
     ("volume", "teaspoon"),
+    ("volume", "millimeter ** 3"), ("volume", "decimeter ** 3"), ("volume", "yard ** 3"),
     ("speed", "meter / second"), ("speed", "kilometer / hour"), ("speed", "mile / hour"),
-    ("speed", "foot / second"), ("speed", "knot"),
+    ("speed", "foot / second"), ("speed", "knot"), ("speed", "inch / second"), ("speed", "centimeter / second"),
+    ("speed", "millimeter / second"), ("speed", "meter / minute"), ("speed", "foot / minute"),
+    ("speed", "kilometer / second"),
     ("data", "bit"), ("data", "byte"), ("data", "kilobyte"), ("data", "megabyte"), ("data", "gigabyte"),
     ("data", "terabyte"),
 )
@@ -37,10 +43,15 @@ UNIT_KEYS: tuple[tuple[str, str], ...] = (
 # Pint's "decade" is the logarithmic unit (a factor of ten), not ten years: its factor comes from this expression.
 _FACTOR_EXPRESSIONS = {"decade": "10 * year"}
 
-# Informal forms pint does not define, reviewed one by one. Bare G / M / K are what people type for data
-# sizes ("a 64G card"); pint reads them as gauss, molar and kelvin, so they are added here by hand.
+# Informal forms pint does not define, reviewed one by one. Bare G / M / K / T are what people type for data
+# sizes ("a 64G card"); pint reads them as gauss, molar, kelvin and tesla, none of which this vocabulary has,
+# so here they are data sizes and nothing else (as is pint's own bare B, byte).
 INFORMAL: dict[str, tuple[str, ...]] = {
-    "kilometer / hour": ("kmh", "kmph", "kms per hour"),
+    "inch / second": ("ips", "inches a second"),
+    "foot / minute": ("fpm",),
+    "centimeter ** 3": ("ccs",),
+    "kilometer / hour": ("kmh", "kmph", "kms per hour", "km per hour"),
+    "kilogram": ("kilos", "kilo"),
     "mile / hour": ("miles an hour",),
     "meter / second": ("metres a second",),
     "pound": ("lbs",),
@@ -61,6 +72,20 @@ INFORMAL: dict[str, tuple[str, ...]] = {
     "metric_ton": ("metric tonnes",),
 }
 
+# Spellings that belong to one unit but mean another beside a unit of that other's kind, reviewed one by one:
+# {unit key: (kind, key of the unit whose spellings it borrows)}. "quart to ounce" is 32: an ounce beside a
+# volume is a fluid ounce. The lender keeps the spellings everywhere else ("ounce" beside a gram).
+BY_KIND: dict[str, tuple[str, str]] = {
+    "fluid_ounce": ("volume", "ounce"),
+}
+
+# Spellings too common to hold out, reviewed one by one: the model must read them, so every training file has
+# them (held out, "cc" was read as a cubic inch). The data-size letters go with B, their byte.
+ALWAYS_TRAINED: dict[str, tuple[str, ...]] = {
+    "centimeter ** 3": ("cc",), "byte": ("B",), "kilobyte": ("K",), "megabyte": ("M",), "gigabyte": ("G",),
+    "terabyte": ("T",), "mile / hour": ("mph",), "liter": ("L",), "milliliter": ("mL",), "fluid_ounce": ("fl oz",),
+}
+
 # Aliases that are pint's identifiers rather than words people write ("international_inch", "avdp_ounce")
 # start with one of these; non-ASCII aliases ("ℓ") are left out too.
 _QUALIFIERS = ("international", "avoirdupois", "avdp", "US", "UK", "liquid", "julian", "knot_international")
@@ -76,8 +101,9 @@ class Unit:
     key: str  # pint expression for one of this unit
     names: tuple[str, ...]  # every surface form; the plural name first
     dimension: str
-    core: tuple[str, ...] = ()  # the plural name and the main symbol: always in the training family
+    core: tuple[str, ...] = ()  # the plural name, the main symbol and ALWAYS_TRAINED: always in the training family
     canonical: str = ""  # the standard singular name ("kilometer per hour"), as the named answer format writes it
+    borrowed: tuple[str, ...] = ()  # another unit's spellings that mean this one beside a unit of its kind (BY_KIND)
 
 
 @functools.lru_cache(maxsize=1)
@@ -172,12 +198,15 @@ def _ratio_forms(top: str, bottom: str) -> tuple[list[str], str | None, str]:
     """`km / hour` as people write it: kilometers per hour, km/h, km/hr, and pint's own (kph, mph)."""
     tw, ts = _definition_forms(top)
     bw, bs = _definition_forms(bottom)
-    forms = [f"{plural(w)} per {b}" for w in tw for b in bw]
-    forms += [f"{t}/{b}" for t in ts for b in bs + [w for w in bw if len(w) <= 3]]  # m/s, m/sec
+    # pint lists "inches" as an alias of inch: it is a plural already
+    words = list(dict.fromkeys(f"{w if w in _IRREGULAR_PLURALS.values() else plural(w)} per {b}"
+                               for w in tw for b in bw))
+    symbols = [f"{t}/{b}" for t in ts for b in bs + [w for w in bw if len(w) <= 3]]  # m/s, m/sec
+    forms = words + symbols
     for unit in registry()._units.values():
         if str(unit.reference) == f"{top} / {bottom}" and unit.symbol:
             forms += [unit.symbol, *[a for a in unit.aliases if a.isascii()]]
-    return forms, forms[len(tw) * len(bw)], f"{tw[0]} per {bw[0]}"
+    return list(dict.fromkeys(forms)), symbols[0], f"{tw[0]} per {bw[0]}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,12 +219,31 @@ def units() -> tuple[Unit, ...]:
             forms, symbol, canonical = _power_forms(key.split(" ** ")[0])
         else:
             forms, symbol, canonical = _simple_forms(key)
-        core = (forms[0], symbol) if symbol else (forms[0],)
         forms += [forms[0][:1].upper() + forms[0][1:]]  # "Kilometers", as at the start of a sentence
         forms += INFORMAL.get(key, ())
+        core = tuple(dict.fromkeys([forms[0], *([symbol] if symbol else []), *ALWAYS_TRAINED.get(key, ())]))
         result.append(Unit(_FACTOR_EXPRESSIONS.get(key, key), tuple(dict.fromkeys(forms)), dimension, core, canonical))
+    names = {u.key: u.names for u in result}
+    result = [replace(u, borrowed=names[BY_KIND[u.key][1]]) if u.key in BY_KIND else u for u in result]
     _check_unambiguous(result)
     return tuple(result)
+
+
+@functools.lru_cache(maxsize=1)
+def _owners() -> dict[str, Unit]:
+    return {name: unit for unit in units() for name in unit.names}
+
+
+def reading(spelling: str, kind: str | None = None) -> Unit | None:
+    """The unit a spelling means beside a unit of `kind`: its owner, unless BY_KIND gives it another meaning
+    in that kind ("oz" beside a quart is a fluid ounce); None for no unit of the vocabulary."""
+    owner = _owners().get(spelling)
+    if owner is None or kind is None or owner.dimension == kind:
+        return owner
+    for unit in units():
+        if unit.dimension == kind and spelling in unit.borrowed:
+            return unit
+    return owner
 
 
 def _check_unambiguous(all_units: list[Unit]) -> None:
@@ -204,6 +252,10 @@ def _check_unambiguous(all_units: list[Unit]) -> None:
         for form in unit.names:
             if owner.setdefault(form, unit.key) != unit.key:
                 raise ValueError(f"unit spelling {form!r} is claimed by both {owner[form]} and {unit.key}")
+    kinds = {unit.key: unit.dimension for unit in all_units}
+    for key, (kind, lender) in BY_KIND.items():  # a borrowed spelling must not be ambiguous inside one kind
+        if kinds.get(key) != kind or kinds.get(lender) == kind:
+            raise ValueError(f"BY_KIND: {key} must be a {kind} unit and {lender} of another kind")
 
 
 HELD_OUT_SHARE = 0.3

@@ -122,3 +122,135 @@ def test_format_number_is_plain_decimal_and_reads_back(value):
 
 def test_the_fallback_drops_every_separator_before_reading_the_number():
     assert parse_answer("<answer>1__000 m</answer>") == 1000.0  # float() itself refuses a doubled underscore
+
+
+# The named-answer check: an expression that disagrees with the units named before it is not graded as written.
+
+@pytest.fixture(autouse=True)
+def _default_named_check(monkeypatch):
+    monkeypatch.delenv("HOMEWORK_NAMED_CHECK", raising=False)
+
+
+def _pairs():
+    from homework import datagen
+
+    return [(a, b) for a in datagen.UNITS for b in datagen.UNITS if a is not b and a.dimension == b.dimension]
+
+
+def _oracle(q, src, dst):
+    """The naive answer: pint's factor between the two units, no rounding, no base units."""
+    from homework.datagen import conversion_factor
+
+    return q * conversion_factor(src.key, dst.key)
+
+
+def _named(src, dst, expression, kind=None):
+    return f"{kind or src.dimension}: {src.canonical} to {dst.canonical}: <answer>{expression}</answer>"
+
+
+def _factor(unit):
+    from homework.expression_format import BASE_UNIT, base_factor, format_factor
+
+    assert unit.dimension in BASE_UNIT
+    return format_factor(base_factor(unit.key, unit.dimension))
+
+
+quantities = st.one_of(st.integers(1, 9999).map(str), st.integers(1, 9999).map(lambda n: f"{n / 100:g}"))
+
+
+@given(st.sampled_from(_pairs()), quantities, st.sampled_from(["nan", "repair", "off"]))
+def test_a_correct_named_answer_parses_to_the_right_value_in_every_mode(pair, q, mode):
+    src, dst = pair
+    text = _named(src, dst, f"{q} * {_factor(src)} / {_factor(dst)}")
+    assert parse_answer(text, mode) == pytest.approx(_oracle(float(q), src, dst), rel=2e-3)
+
+
+@given(st.sampled_from(_pairs()), quantities, st.sampled_from(__import__("homework.datagen").datagen.UNITS),
+       st.booleans(), st.sampled_from(["nan", "repair", "off"]))
+def test_a_factor_of_another_kind_is_caught(pair, q, other, replace_source, mode):
+    """A factor of a unit of another kind beside the named units: NaN, or repaired to the right value; as
+    written only with the check off. A factor within the grading tolerance of the right one (grams and litres
+    are both 1) changes no grade, so it is left as written."""
+    src, dst = pair
+    if other.dimension == src.dimension:
+        return
+    factors = [_factor(other) if replace_source else _factor(src), _factor(dst) if replace_source else _factor(other)]
+    text = _named(src, dst, f"{q} * {factors[0]} / {factors[1]}")
+    right, written = _oracle(float(q), src, dst), float(q) * float(factors[0]) / float(factors[1])
+    result = parse_answer(text, mode)
+    if mode == "off" or abs(written - right) <= 0.049 * right:  # what grading accepts is left as written
+        assert result == pytest.approx(written, rel=1e-9)
+    elif abs(written - right) < 0.051 * right:
+        return  # at the tolerance's edge the rounding of the factors decides
+    elif mode == "nan":
+        assert math.isnan(result)
+    else:
+        assert result == pytest.approx(right, rel=2e-3)
+
+
+@pytest.mark.parametrize("text, nan, repair, off", [
+    # the issue's case: a mass ounce's factor beside "quart to ounce"; an ounce beside a volume is a fluid ounce
+    ("volume: quart to ounce: <answer>6 * 0.9464 / 28.35</answer>", None, 192.0, 0.2003),
+    ("volume: quart to fluid ounce: <answer>6 * 0.9464 / 28.35</answer>", None, 192.0, 0.2003),
+    ("volume: quart to ounce: <answer>6 * 0.9464 / 0.02957</answer>", 192.0, 192.0, 192.0),
+    ("mass: kilogram to gram: <answer>6 * 1000 / 1</answer>", 6000.0, 6000.0, 6000.0),
+    ("mass: kilogram to gram: <answer>6 * 453.6 / 1</answer>", None, 6000.0, 2721.6),  # a pound's factor
+    ("speed: inch per second to meter per second: <answer>10 * 0.001 / 1</answer>", None, 0.254, 0.01),
+    ("volume: cubic millimeter to liter: <answer>5 * 0.001 / 1</answer>", None, 5e-6, 0.005),
+    ("data: gigabyte to megabyte: <answer>3 * 1e9 / 1e6</answer>", 3000.0, 3000.0, 3000.0),
+    ("length: quart to ounce: <answer>6 * 0.9464 / 28.35</answer>", None, 192.0, 0.2003),  # the quart's kind rules
+    ("volume: ounce to gram: <answer>2 * 28.35 / 1</answer>", 56.7, 56.7, 56.7),  # a wrong kind word alone: as written
+    ("mass: quart to gram: <answer>6 * 0.9464 / 1</answer>", None, None, 5.678),  # two kinds: nothing to repair
+    ("volume: pound to liter: <answer>2 * 453.6 / 1</answer>", None, None, 907.2),
+    ("mass: slug to gram: <answer>6 * 453.6 / 1</answer>", 2721.6, 2721.6, 2721.6),  # not in the vocabulary: as written
+    ("<answer>6 * 453.6 / 1</answer>", 2721.6, 2721.6, 2721.6),  # the expression format names nothing
+    ("<answer>6000</answer>", 6000.0, 6000.0, 6000.0),
+    # no expression, so no quantity to check: a bare number, text, a broken expression
+    ("mass: kilogram to gram: <answer>6000</answer>", 6000.0, 6000.0, 6000.0),
+    ("mass: kilogram to gram: <answer>6 kg</answer>", 6.0, 6.0, 6.0),
+    ("mass: kilogram to gram: <answer>* 1000 / 1</answer>", 1000.0, 1000.0, 1000.0),
+    ("mass: kilogram to gram: <answer>(6) * 1,000 / 1</answer>", 6000.0, 6000.0, 6000.0),
+    ("time: month to day: <answer>2 * 2.592e6 / 86400</answer>", 60.0, 60.0, 60.0),  # a 30-day month: 1.4 % off
+    ("time: month to day: <answer>2 * 2.419e6 / 86400</answer>", None, 60.875, 56.0),  # a 4-week month: 8 % off
+])
+def test_named_answers_in_each_mode(text, nan, repair, off):
+    for mode, expected in (("nan", nan), ("repair", repair), ("off", off)):
+        result = parse_answer(text, mode)
+        if expected is None:
+            assert math.isnan(result), (mode, result)
+        else:
+            assert result == pytest.approx(expected, rel=2e-3), mode
+
+
+def test_the_default_is_nan_and_the_environment_switches_it(monkeypatch):
+    from homework import answers
+
+    text = "volume: quart to ounce: <answer>6 * 0.9464 / 28.35</answer>"
+    from homework.data import RELATIVE_TOLERANCE
+
+    assert answers.NAMED_TOLERANCE == RELATIVE_TOLERANCE
+    assert answers.DEFAULT_NAMED_CHECK == "nan" and math.isnan(parse_answer(text))
+    monkeypatch.setenv("HOMEWORK_NAMED_CHECK", "repair")
+    assert parse_answer(text) == pytest.approx(192.0, rel=1e-3)
+    assert math.isnan(parse_answer(text, "nan"))  # an explicit mode wins
+    monkeypatch.setenv("HOMEWORK_NAMED_CHECK", "fix")
+    with pytest.raises(ValueError, match="HOMEWORK_NAMED_CHECK='fix': choose from nan, repair, off"):
+        parse_answer(text)
+
+
+def test_the_model_interface_reads_the_named_prefix():
+    """BaseLLM decodes only the generated tokens, so the text it parses starts with the named prefix."""
+    from homework.base_llm import BaseLLM
+
+    llm = BaseLLM.__new__(BaseLLM)
+    assert math.isnan(llm.parse_answer("volume: quart to ounce: <answer>6 * 0.9464 / 28.35</answer>"))
+    assert llm.parse_answer("mass: kilogram to gram: <answer>6 * 1000 / 1</answer>") == 6000.0
+
+
+@given(st.sampled_from(["mass", "volume", "data", "weight", ""]), st.sampled_from(
+    ["kilogram", "ounce", "fluid ounce", "quart", "G", "gram to", "", "x"]), st.sampled_from(
+    ["gram", "ounce", "megabyte", "to", " "]), st.text(alphabet="0123456789.,*/+-() e", max_size=25),
+    st.sampled_from(["nan", "repair", "off"]))
+def test_named_answer_soup_returns_a_float(kind, src, dst, expression, mode):
+    result = parse_answer(f"{kind}: {src} to {dst}: <answer>{expression}</answer>", mode)
+    assert isinstance(result, float) and (math.isnan(result) or math.isfinite(result))

@@ -114,7 +114,8 @@ ADAPTER = {
     "fused_lora": (["--no-fused-lora"], lambda r: not any(getattr(m, FUSED_ATTR, False) for m in r.model.modules())),
 }
 # used by train_model around the recipe, and tested there (tests/test_train_model.py) or in test_device / model_source
-NOT_IN_THE_RECIPE = {"model", "device", "valid_file", "heldout_file", "evaluate", "eval_limit", "preflight"}
+NOT_IN_THE_RECIPE = {"model", "device", "valid_file", "heldout_file", "structures_file", "handwritten_file",
+                     "evaluate", "eval_limit", "preflight"}
 
 
 def test_the_table_covers_every_option():

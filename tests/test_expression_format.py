@@ -21,13 +21,30 @@ from homework.sft import format_example
     ("I'm baking. In cups, how much is 0.5 l?", 2.1133764189, "0.5 * 1 / 0.2366"),  # "I'm" is no meter
     ("What is 3 cm3 in cubic inches?", 0.183071622, "3 * 0.001 / 0.01639"),  # the 3 of cm3 is no quantity
     ("How many km/h is 12 m/s?", 43.2, "12 * 1 / 0.2778"),
+    # units named before the quantity, which is a count ("structures" report)
+    ("the conversion from kg to g for 6 units", 6000.0, "6 * 1000 / 1"),
+    ("kg → g: 6", 6000.0, "6 * 1000 / 1"),
+    ("g from kg, 6 of them", 6000.0, "6 * 1000 / 1"),
+    ("For a count of 2, what is yr to days?", 730.5, "2 * 3.156e7 / 86400"),
+    ("mi->meter 3", 4828.032, "3 * 1609 / 1"),
+    ("Convert in to cm for 6 units", 15.24, "6 * 0.0254 / 0.01"),  # "in" the inch, and "in" no unit at all:
+    ("what is 6 in g, from kg?", 6000.0, "6 * 1000 / 1"),  # an inch beside no length is not the quantity's unit
+    # a spelling read by the other unit's kind: an ounce beside a quart is a fluid ounce
+    ("how many ounces in 2 quarts", 64.0, "2 * 0.9464 / 0.02957"),
+    ("oz to g for 2 of them", 56.69904625, "2 * 28.35 / 1"),
+    ("how many M in 3G", 3000.0, "3 * 1e9 / 1e6"),
+    ("20 in/s in m/s", 0.508, "20 * 0.0254 / 1"),
+    ("5 mm^3 to L", 5e-6, "5 * 1e-6 / 1"),
 ])
 def test_unit_expression(question, answer, expected):
     assert unit_expression(question, answer) == expected
 
 
+SPLITS = ("train", "valid", "heldout", "heldout_structures")
+
+
 def test_every_committed_row_has_an_expression_worth_its_answer():
-    for split in ("train", "valid", "heldout"):
+    for split in SPLITS:
         for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()):
             ex = format_example_expression(q, a)
             assert "*" in ex["answer"], q
@@ -40,15 +57,24 @@ def test_unreadable_questions_fall_back_to_the_plain_number(question, answer):
     assert format_example_expression(question, answer) == format_example(question, answer)
 
 
-@given(st.sampled_from(datagen.TEMPLATES), st.integers(1, 500), st.sampled_from(datagen.UNITS),
-       st.sampled_from(datagen.UNITS))
-def test_generated_questions_round_trip(template, q, src, dst):
+WORDINGS = list(datagen.TEMPLATES) + [w for p in datagen.productions() for w in datagen.wordings(p)]
+
+
+@given(st.sampled_from(WORDINGS), st.integers(1, 500), st.sampled_from(datagen.UNITS),
+       st.sampled_from(datagen.UNITS), st.booleans())
+def test_generated_questions_round_trip(template, q, src, dst, borrowed):
+    """Every template and every production's wordings, units first or quantity first, read back to the
+    units they were written with (an ounce beside a volume as the fluid ounce it is)."""
     if src is dst or src.dimension != dst.dimension:
         return
     answer = q * datagen.conversion_factor(src.key, dst.key)
-    question = template.format(q=q, src=src.names[0], dst=dst.names[0])
+    spell = [u.borrowed[0] if borrowed and u.borrowed else u.names[0] for u in (src, dst)]
+    question = template.format(q=q, src=spell[0], dst=spell[1])
     ex = format_example_expression(question, answer)
     assert is_answer_valid(parse_answer(ex["answer"]), answer)
+    from homework.expression_format import read_conversion
+
+    assert [u.key for u in read_conversion(question, answer)[1:]] == [src.key, dst.key], question
 
 
 @pytest.mark.parametrize("text, value", [("6 * 1000 / 1", 6000), ("-(2 + 3) * 2", -10), ("1.5e3 / 3", 500),
@@ -164,7 +190,7 @@ def test_every_committed_row_has_a_named_answer_worth_its_answer():
 
     names = {u.canonical for u in datagen.UNITS}
     assert len(names) == len(datagen.UNITS)  # one standard name per unit
-    for split in ("train", "heldout"):
+    for split in ("train", "heldout", "heldout_structures"):
         for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()):
             answer = format_example_named(q, a)["answer"]
             kind, units, _ = answer.split(": ")
@@ -180,5 +206,5 @@ def test_every_named_answer_fits_the_generation_budget(hw_tokenizer):
     from homework.prompt import encode
 
     longest = max(len(encode(hw_tokenizer, format_example_named(q, a)["answer"]))
-                  for split in ("train", "valid", "heldout") for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()))
+                  for split in SPLITS for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()))
     assert longest + 1 <= DEFAULT_MAX_NEW_TOKENS

@@ -186,6 +186,7 @@ def test_evaluation_grades_both_families_and_records_them_in_results_and_metrics
     """train_model's evaluation: data/valid.json (training phrasings) and data/heldout.json (never-trained
     phrasings and spellings), each graded and printed, both in eval_results.json and metrics.json."""
     from homework import sft
+    from homework.config import make_config
     from homework.data import Dataset
 
     valid, held = Dataset("valid").data[:4], Dataset("heldout").data[:5]
@@ -196,7 +197,7 @@ def test_evaluation_grades_both_families_and_records_them_in_results_and_metrics
             return [truth.get(q, -1.0) for q in questions]
 
     (tmp_path / "metrics.json").write_text('{"steps": [], "train_seconds": 1.0}')
-    evaluations = sft._evaluate_all(Answers(), "valid", "heldout", 5)
+    evaluations = sft._evaluate_all(Answers(), {"valid": "valid", "heldout": "heldout"}, 5)
     summary = sft._write_results(tmp_path, evaluations, {"valid": "valid", "heldout": "heldout"})
     sft._add_to_metrics(tmp_path, summary)
     out = capsys.readouterr().out
@@ -207,4 +208,5 @@ def test_evaluation_grades_both_families_and_records_them_in_results_and_metrics
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["train_seconds"] == 1.0 and metrics["evaluation"]["heldout"]["accuracy"] == 0.4
     assert metrics["evaluation"]["valid"]["answer_rate"] == 1.0
-    assert list(sft._evaluate_all(Answers(), "valid", None, 2)) == ["valid"]  # --heldout-file '' skips it
+    assert list(sft._evaluate_all(Answers(), {"valid": "valid"}, 2)) == ["valid"]  # --heldout-file '' skips it
+    assert list(sft.evaluation_files(make_config(heldout_file="", handwritten_file=""))) == ["valid", "structures"]

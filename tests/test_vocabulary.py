@@ -31,7 +31,7 @@ def _pint_reading(form: str):
     text = form.replace(" per ", " / ").replace("^", "**")
     text = re.sub(r"^cubic (\w+)$", r"\1 ** 3", text)
     text = re.sub(r"^([A-Za-z]+)3$", r"\1 ** 3", text)
-    text = text.replace("cu ft", "cu_ft").replace("cu in", "cu_in")
+    text = re.sub(r"^cu (\w+)$", r"cu_\1", text)  # pint's cu_ft, cu_in, cu_yd
     try:
         return registry().parse_expression(text)
     except Exception:
@@ -72,6 +72,49 @@ def test_the_reported_spellings_are_there_and_impostors_are_not():
     assert not {"octet", "In", "IN", "a"} & set().union(*by_key.values())
 
 
+def test_the_missing_units_of_the_structures_report_are_there():
+    by_key = {u.key: set(u.names) for u in units()}
+    assert {"in/s", "inches per second", "ips"} <= by_key["inch / second"]
+    assert {"mm^3", "mm**3", "mm3", "cubic millimeters"} <= by_key["millimeter ** 3"]
+    assert {"cm/s", "mm/s", "m/min", "ft/min", "km/s"} <= set().union(*by_key.values())
+    assert {"dm^3", "yd^3", "cu yd"} <= set().union(*by_key.values())
+    assert "incheses per second" not in by_key["inch / second"]  # pint's "inches" is a plural already
+    assert "B" in by_key["byte"] and "cc" in by_key["centimeter ** 3"]
+
+
+@pytest.mark.parametrize("spelling, kind, key", [
+    ("oz", "volume", "fluid_ounce"), ("ounces", "volume", "fluid_ounce"), ("Ounces", "volume", "fluid_ounce"),
+    ("oz", "mass", "ounce"), ("oz", None, "ounce"), ("oz", "length", "ounce"),  # no reading there: the owner's
+    ("fl oz", "volume", "fluid_ounce"), ("G", "data", "gigabyte"), ("M", "data", "megabyte"), ("B", None, "byte"),
+    ("kg", "volume", "kilogram"),
+])
+def test_a_spelling_is_read_by_the_kind_of_the_other_unit(spelling, kind, key):
+    assert vocabulary.reading(spelling, kind).key == key
+
+
+def test_every_borrowed_spelling_is_another_kinds_and_means_the_borrower_beside_its_kind():
+    for unit in units():
+        if unit.key in vocabulary.BY_KIND:
+            kind, lender = vocabulary.BY_KIND[unit.key]
+            assert unit.dimension == kind and set(unit.borrowed) == set(next(u for u in units() if u.key == lender).names)
+            assert all(vocabulary.reading(b, kind).key == unit.key for b in unit.borrowed)
+        else:
+            assert not unit.borrowed
+    assert vocabulary.reading("no such unit") is None
+
+
+def test_a_borrowing_inside_one_kind_is_refused(monkeypatch):
+    monkeypatch.setitem(vocabulary.BY_KIND, "fluid_ounce", ("volume", "cup"))
+    with pytest.raises(ValueError, match="BY_KIND: fluid_ounce"):
+        units()
+
+
+def test_the_common_spellings_are_always_trained():
+    forms = split_forms(7)
+    for key, always in vocabulary.ALWAYS_TRAINED.items():
+        assert set(always) <= set(forms[key][0]), key
+
+
 def test_a_spelling_claimed_by_two_units_is_refused():
     with pytest.raises(ValueError, match="'m' is claimed by both meter and minute"):
         vocabulary._check_unambiguous([Unit("meter", ("m",), "length"), Unit("minute", ("min", "m"), "time")])
@@ -95,4 +138,5 @@ def test_the_vocabulary_and_its_split_change_only_deliberately(snapshot):
 
     held = split_forms(SEED)
     assert {u.key: {"dimension": u.dimension, "canonical": u.canonical, "core": list(u.core), "forms": list(u.names),
-                    "held_out": list(held[u.key][1])} for u in units()} == snapshot
+                    "held_out": list(held[u.key][1]), **({"borrowed": list(u.borrowed)} if u.borrowed else {})}
+            for u in units()} == snapshot
