@@ -1,7 +1,7 @@
 """Repository-wide test settings: Hypothesis profiles, this project's options (--hw-*) and the gpu tier.
 
-The SFT contract battery and the sft_* fixtures come from the homework pytest plugin (entry point
-`homework` in pyproject.toml, so `pip install -e .[test]` first); the model fixtures are in tests/conftest.py.
+The SFT contract battery and the sft_* fixtures come from the sft_contract kit's pytest plugin (entry point
+`sft_contract` in pyproject.toml, so `pip install -e .[test]` first); the model fixtures are in tests/conftest.py.
 """
 
 import os

@@ -32,12 +32,9 @@ def _timed(name: str, fn, checks: list[Check]):
 
 def run_doctor(model: str | None = None, device: str | None = None, train_file: str = "train", steps: int = 3,
                rows: int = 64, out=sys.stdout) -> int:
-    import torch
-
     from . import faults
     from .base_llm import BaseLLM
     from .config import TrainConfig
-    from .prompt import encode, prompt_ids
     from .recipe import build_recipe, run_preflight, tokenized_rows
 
     checks: list[Check] = []
@@ -70,38 +67,30 @@ def run_doctor(model: str | None = None, device: str | None = None, train_file: 
         recs = state["records"] = recipe.guard.records
         return ", ".join(f"step {r.step}: loss {r.loss:.3f} grad {r.grad_norm:.2f}" for r in recs)
 
-    def roundtrip():
-        from peft import PeftModel
+    # The last two checks are the SFT contract's, on this project's contract (homework.project_contract)
+    # with the model loaded above: one definition of each check, its tolerance from homework/numerics.py.
+    def contract():
+        if "contract" not in state:
+            from .project_contract import contract as project_contract
 
-        m, llm = state["model"], state["llm"]
-        m.eval()
-        batch = torch.tensor([state["tok"][0]["input_ids"]], device=llm.device)
-        with torch.no_grad():
-            trained = m(input_ids=batch).logits
-            with m.disable_adapter():
-                base = m(input_ids=batch).logits
-        with tempfile.TemporaryDirectory() as tmp:
-            m.save_pretrained(tmp)
-            reloaded = PeftModel.from_pretrained(copy.deepcopy(llm.model), tmp).to(llm.device).eval()
-            with torch.no_grad():
-                again = reloaded(input_ids=batch).logits
-        diff = float((again - trained).abs().max())
-        moved = float((trained - base).abs().max())
-        if diff > 1e-4:
-            raise AssertionError(f"reloaded adapter's logits differ from the trained model's by {diff:.2e}")
-        if moved == 0:
-            raise AssertionError("the adapter did not change the logits (the weights never moved)")
-        return f"max |logit diff| reload {diff:.1e}, vs base {moved:.2f}"
+            state["contract"] = project_contract(llm=state["llm"])
+        return state["contract"]
+
+    def roundtrip():
+        from sft_contract.contract import check_save_and_reload
+
+        c = contract()
+        check_save_and_reload(c, state["tok"].questions[0], trained_model=state["model"])
+        return f"reloaded logits within {c.tolerance.logits_atol:g} of the trained model's, which moved off the base"
 
     def prompts():
-        llm, tok = state["llm"], state["tok"]
-        for i, q in enumerate(tok.questions[:16]):
-            infer = encode(llm.tokenizer, llm.format_prompt(q))
-            train = prompt_ids(llm.tokenizer, q)
-            row = tok[i]["input_ids"][: len(train)]
-            if not (infer == train == row):
-                raise AssertionError(f"row {i}: inference prompt ids differ from training prompt ids")
-        return "inference prompt == training prompt on 16 rows"
+        from sft_contract.contract import check_prompt_identity
+
+        c, tok = contract(), state["tok"]
+        pairs = list(zip(tok.questions, tok.answers))[:16]
+        for question, answer in pairs:
+            check_prompt_identity(c, question, answer)
+        return f"inference prompt == training prompt on {len(pairs)} rows"
 
     t0 = time.perf_counter()
     ok = _timed("load model", load, checks)

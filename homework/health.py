@@ -10,60 +10,24 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from transformers import TrainerCallback
 
+from sft_contract.rows import row_problems
+from sft_contract.steps import StepRecord, assert_steps_healthy, step_problem
+
 from . import distributed
 from .catalog import explain
-from .collate import IGNORE_INDEX
 from .device import check_precision
 from .errors import HomeworkError, PreflightError, TrainingHealthError
 from .prompt import build_prompt, encode
 
-
-@dataclass
-class StepRecord:
-    step: int
-    loss: float
-    grad_norm: float
-    learning_rate: float
-    supervised_tokens: int | None = None
-    tokens: int | None = None
-    step_time_s: float | None = None
-    epoch: float | None = None
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        if self.tokens is None or not self.step_time_s:
-            return None
-        return self.tokens / self.step_time_s
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["tokens_per_s"] = self.tokens_per_s
-        return d
-
-
-def step_problem(record: StepRecord, warmup_steps: int = 0) -> tuple[int, str] | None:
-    """The one definition of an unhealthy optimizer step: (failure catalog row, what is wrong), or None.
-
-    The live guard, the assertion helper (`assert_training_healthy`, the plugin's fixture) and the
-    plugin's terminal summary all judge a step by this function."""
-    if not math.isfinite(record.loss):
-        return 1, f"the loss is {record.loss}"
-    if record.loss == 0.0:
-        return 2, "the loss is exactly 0.0, which a real cross-entropy never is (nothing supervised, or NaN masked)"
-    if record.loss < 0:
-        return 2, f"the loss is {record.loss}: a cross-entropy is never negative"
-    if not math.isfinite(record.grad_norm):
-        return 1, f"the gradient norm is {record.grad_norm}"
-    if record.grad_norm == 0:
-        return 8, "the gradient norm is exactly 0: no trainable parameter received a gradient"
-    if not record.learning_rate > 0 and record.step > warmup_steps:
-        return 15, f"the learning rate is still {record.learning_rate} after {warmup_steps} warmup steps"
-    return None
+# StepRecord and step_problem (the one definition of a healthy step) live in the SFT contract kit, which
+# judges any project's steps by them; the guard, the scan's callers and the tests import them from here too.
+__all__ = ["Finding", "HealthGuard", "StepRecord", "assert_training_healthy", "enforce_preflight", "format_findings",
+           "preflight_scan", "step_problem", "trainable_grad_norm", "warmup_problem"]
 
 
 def trainable_grad_norm(model) -> float:
@@ -206,38 +170,40 @@ def _row_label(source, idx: int) -> str:
     return f"{source}:{idx}" if source else str(idx)
 
 
+# The kit's row checks (sft_contract.rows, shared with the contract's check_row) -> this scan's wording.
+_ROW_CHECKS = {
+    "length_mismatch": "rows whose input ids and labels differ in length",
+    "nothing_supervised": "rows with no supervised token",
+    "eos_not_supervised": "rows whose last supervised token is not EOS",
+    "answer_truncated": "rows whose answer was cut off",
+    "labels_rewritten": "rows whose supervised labels differ from their input ids",
+    "prompt_not_prefix": "rows whose prompt is not a token prefix",
+    "answer_start_unsupervised": "rows whose prompt is not a token prefix",
+    "prompt_supervised": "rows that supervise their prompt",
+    "not_one_span": "rows whose supervised tokens are not one span",
+    "answer_mismatch": "rows whose supervised tokens are not their answer",
+}
+
+
 def preflight_scan(tokenizer, tokenized, model=None, device=None, dtype=None, source: str | None = None,
                    questions: list[str] | None = None, answers: list[str] | None = None) -> list[Finding]:
     """Scan every tokenized row (and the model setup) for the silent failures in the catalog."""
     findings: list[Finding] = []
-    empty, not_eos, rewritten, not_prefix, merged = [], [], [], [], []
-    eos = tokenizer.eos_token_id
+    failing: dict[tuple[str, int], list[int]] = {}  # (the kit's check, catalog row) -> rows
+    merged = []
     for i in range(len(tokenized)):
         row = tokenized[i]
         ids, labels = list(row["input_ids"]), list(row["labels"])
-        sup = [k for k, lab in enumerate(labels) if lab != IGNORE_INDEX]
-        if not sup:
-            empty.append(i)
-            continue
-        if labels[sup[-1]] != eos:
-            not_eos.append(i)
-        if any(labels[k] != ids[k] for k in sup):
-            rewritten.append(i)
-        if questions is not None:
-            p = encode(tokenizer, build_prompt(questions[i]))
-            if ids[: len(p)] != p or sup[0] != len(p):
-                not_prefix.append(i)
-            if answers is not None and encode(tokenizer, build_prompt(questions[i]) + answers[i])[: len(p)] != p:
-                merged.append(i)
-    if empty:
-        findings.append(Finding("error", "rows with no supervised token", explain(2), empty))
-    if not_eos:
-        findings.append(Finding("error", "rows whose last supervised token is not EOS", explain(5), not_eos))
-    if rewritten:
-        findings.append(Finding("error", "rows whose supervised labels differ from their input ids", explain(6),
-                                rewritten))
-    if not_prefix:
-        findings.append(Finding("error", "rows whose prompt is not a token prefix", explain(4), not_prefix))
+        prompt = encode(tokenizer, build_prompt(questions[i])) if questions is not None else None
+        for problem in row_problems(tokenizer, ids, labels, prompt_ids=prompt,
+                                    answer=answers[i] if answers is not None else None):
+            failing.setdefault((problem.check, problem.row), []).append(i)
+        if prompt is not None and answers is not None and \
+                encode(tokenizer, build_prompt(questions[i]) + answers[i])[: len(prompt)] != prompt:
+            merged.append(i)
+    order = list(_ROW_CHECKS)
+    for (check, row), rows in sorted(failing.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        findings.append(Finding("error", _ROW_CHECKS[check], explain(row), rows))
     if merged:
         findings.append(Finding("warning", "rows whose text tokenizes differently across the prompt/answer "
                                 "boundary (training uses the separately encoded prompt, as inference does)",
@@ -282,15 +248,8 @@ def enforce_preflight(findings: list[Finding], source: str | None = None) -> lis
 
 
 def assert_training_healthy(records, *, require_progress: bool = False) -> None:
-    """Assertion helper for tests: every step finite, loss > 0, lr > 0 (and optionally the loss fell)."""
+    """Assertion helper for tests: every step finite, loss > 0, lr > 0 (and optionally the loss fell).
+    `records`: StepRecords or metrics.json rows. The kit's helper, pointing at this project's catalog command."""
     recs = [r if isinstance(r, StepRecord) else StepRecord(**{k: v for k, v in r.items() if k != "tokens_per_s"})
             for r in records]
-    if not recs:
-        raise AssertionError("no training steps were recorded; " + explain(15))
-    for r in recs:
-        problem = step_problem(r)
-        if problem:
-            row, what = problem
-            raise AssertionError(f"step {r.step}: {what}. " + explain(row))
-    if require_progress and len(recs) > 1 and not recs[-1].loss < recs[0].loss:
-        raise AssertionError(f"loss did not fall: {recs[0].loss:.4f} -> {recs[-1].loss:.4f}. " + explain(15))
+    assert_steps_healthy(recs, require_progress=require_progress, explain=explain)

@@ -1,4 +1,4 @@
-"""This project's own SFT contract: the shipped default recipe, for the plugin's battery.
+"""This project's own SFT contract: the shipped default recipe, for the SFT contract kit's battery and `doctor`.
 
 pytest.ini names it (`sft_contract = homework.project_contract:contract`), so `pytest -m "not slow"` runs
 the battery -- 3 real optimizer steps included -- on exactly what `python -m homework.sft train` trains:
@@ -11,20 +11,23 @@ EXAMPLES = 16  # rows of data/train.json the battery draws from
 BATCH = 4  # the battery's steps use a small batch to stay quick; tests/test_recipe.py runs the default one
 
 
-def contract(model: str | None = None, device: str | None = None):
+def contract(model: str | None = None, device: str | None = None, *, llm=None):
+    """The SFTContract of the shipped recipe. `llm`: an already-loaded BaseLLM to reuse (doctor passes its own)."""
     import copy
     import dataclasses
 
     import torch
 
+    from sft_contract import SFTContract, Tolerance
+
     from .base_llm import BaseLLM
     from .collate import DynamicPaddingCollator
     from .config import TrainConfig
-    from .contract import SFTContract
     from .data import Dataset
     from .formats import answer_formatter
     from .health import HealthGuard
     from .lora import build_lora_model
+    from .numerics import tolerance_for
     from .recipe import build_trainer, training_arguments
     from .tokenization import tokenize_row
 
@@ -32,7 +35,7 @@ def contract(model: str | None = None, device: str | None = None):
     # nothing is saved
     cfg = TrainConfig(model=model, device=device, warmup_steps=0, save_steps=0, progress=False, evaluate=False,
                       batch_size=BATCH)
-    llm = BaseLLM(cfg.model, cfg.device)
+    llm = llm or BaseLLM(cfg.model, cfg.device)
     tok, placement = llm.tokenizer, llm.placement
     base = llm.model
     for p in base.parameters():
@@ -40,6 +43,8 @@ def contract(model: str | None = None, device: str | None = None):
     formatter = answer_formatter(cfg.answer_format)
     examples = [(f["question"], f["answer"]) for f in (formatter(q, a) for q, a in Dataset(cfg.train_file).data[:EXAMPLES])]
     group = placement.groups_by_length if cfg.group_by_length is None else cfg.group_by_length
+    known = tolerance_for(placement.dtype)  # the one source of this project's tolerances
+    tolerance = Tolerance(logits_atol=known.logits_atol, greedy_margin=known.greedy_margin, loss_rel=known.loss_rel)
 
     def make_model():
         torch.manual_seed(cfg.seed)
@@ -57,6 +62,6 @@ def contract(model: str | None = None, device: str | None = None):
         tokenizer=tok, examples=examples, make_model=make_model, format_prompt=llm.format_prompt,
         tokenize=lambda q, a: tokenize_row(tok, q, a, max_length=cfg.max_length, pad=False).as_dict(),
         collate=DynamicPaddingCollator(tok.pad_token_id), make_trainer=make_trainer, generate=generate,
-        make_base_model=lambda: copy.deepcopy(base), learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-        name="homework (shipped default recipe)",
+        make_base_model=lambda: copy.deepcopy(base), tolerance=tolerance, learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size, name="homework (shipped default recipe)",
     )

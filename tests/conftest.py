@@ -19,7 +19,8 @@ CALLER_ENV = dict(os.environ)
 # change what a test sees. HOMEWORK_CACHE stays: it is where the converted model lives, and tests of
 # the cache itself point it elsewhere with monkeypatch. The plugin read --hw-model/--hw-device (and
 # their environment fallbacks) once at start-up, before this runs.
-ISOLATED_ENV = ("HOMEWORK_FAULT", "HOMEWORK_FAULT_RANK", "HOMEWORK_WHEEL", "HOMEWORK_MODEL", "HOMEWORK_DEVICE", "HOMEWORK_DATA_DIR")
+ISOLATED_ENV = ("HOMEWORK_FAULT", "HOMEWORK_FAULT_RANK", "HOMEWORK_WHEEL", "HOMEWORK_MODEL", "HOMEWORK_DEVICE", "HOMEWORK_DATA_DIR",
+                "HOMEWORK_NAMED_CHECK")
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +140,8 @@ def train_steps(request, lora_model, hw_tokenizer, hw_train_rows, hw_settings):
     """train_steps(n=3, **run_steps options) -> per-step records, shown in the plugin's "training health" summary.
 
     Pass guard=False to get the records of an unhealthy run instead of an error."""
-    from homework.pytest_plugin import record_steps
     from homework.smoke import run_steps
+    from sft_contract.plugin import record_steps
 
     def run(n: int = 3, **kwargs):
         kwargs.setdefault("seed", hw_settings["seed"])

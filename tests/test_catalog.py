@@ -1,4 +1,5 @@
-"""The failure catalog has one definition (homework/catalog.py); docs/failure-catalog.md is its output."""
+"""The failure catalog has one definition (sft_contract/catalog.py, re-exported by homework/catalog.py);
+docs/failure-catalog.md is its output, by either command."""
 
 import ast
 import subprocess
@@ -9,25 +10,26 @@ from pathlib import Path
 import pytest
 
 from homework.catalog import CATALOG, ENTRIES, Entry, explain
+from sft_contract.catalog import explain as kit_explain
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _catalog_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "homework.catalog", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+def _catalog_command(*args: str, module: str = "homework.catalog") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-def test_the_document_is_the_commands_output():
-    """Regenerate with: python -m homework.catalog > docs/failure-catalog.md"""
-    proc = _catalog_command()
+@pytest.mark.parametrize("module", ["sft_contract.catalog", "homework.catalog"])
+def test_the_document_is_the_commands_output(module):
+    """Regenerate with: python -m sft_contract.catalog > docs/failure-catalog.md"""
+    proc = _catalog_command(module=module)
     assert proc.returncode == 0 and proc.stderr == ""
     assert (ROOT / "docs" / "failure-catalog.md").read_text(encoding="utf-8") == proc.stdout, (
-        "docs/failure-catalog.md is stale: python -m homework.catalog > docs/failure-catalog.md")
+        "docs/failure-catalog.md is stale: python -m sft_contract.catalog > docs/failure-catalog.md")
 
 
 def test_every_row_has_every_field():
-    assert sorted(ENTRIES) == sorted(CATALOG) == list(range(1, 16))
+    assert sorted(ENTRIES) == sorted(CATALOG) == list(range(1, 18))
     for row, entry in ENTRIES.items():
         assert CATALOG[row].strip(), row
         for f in fields(Entry):
@@ -53,15 +55,17 @@ def test_one_row_and_the_pointer_in_messages(row):
     assert proc.returncode == 0 and proc.stdout.startswith(f"## Row {row}: {ENTRIES[row].failure}\n")
     assert proc.stdout in _catalog_command().stdout
     assert explain(row) == f"[failure catalog row {row}] {CATALOG[row]} (python -m homework.catalog {row})"
+    assert kit_explain(row) == explain(row).replace("homework.catalog", "sft_contract.catalog")
 
 
-@pytest.mark.parametrize("args", [["0"], ["16"], ["x"], ["1", "2"]])
+@pytest.mark.parametrize("args", [["0"], ["18"], ["x"], ["1", "2"]])
 def test_an_unknown_row_is_a_usage_error(args):
     proc = _catalog_command(*args)
     assert proc.returncode == 2 and proc.stdout == "" and "usage: python -m homework.catalog" in proc.stderr
 
 
 def test_the_catalog_imports_nothing_heavy():
-    code = "import sys, homework.catalog; print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    code = ("import sys, homework.catalog; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]"

@@ -109,7 +109,7 @@ def test_guard_helper_and_summary_share_one_definition_of_a_healthy_step(record)
     """Issue 14: the live guard, the assertion helper and the plugin's summary judge a step alike (the live
     guard used to let an all-zero gradient through)."""
     from homework.health import step_problem
-    from homework.pytest_plugin import summary_line
+    from sft_contract.plugin import summary_line
 
     row, what = step_problem(record)
     guard = HealthGuard()
@@ -363,8 +363,11 @@ def test_records_hold_tokens_and_timing(train_steps):
 
 def test_preflight_warns_when_the_text_merges_across_the_boundary(hw_tokenizer, hw_train_rows):
     """Catalog row 4: an answer whose first characters merge with the prompt's last token is flagged."""
+    from homework.tokenization import tokenize_row
+
     rows = _rows(hw_train_rows, 2)
     answers = ["\n\n<answer>1</answer>", hw_train_rows.answers[1]]
+    rows[0] = tokenize_row(hw_tokenizer, hw_train_rows.questions[0], answers[0], pad=False).as_dict()
     findings = preflight_scan(hw_tokenizer, rows, questions=hw_train_rows.questions[:2], answers=answers)
     warnings_ = [f for f in findings if f.severity == "warning"]
     assert warnings_ == [Finding("warning", "rows whose text tokenizes differently across the prompt/answer boundary "

@@ -1,5 +1,6 @@
-"""A small SFT project that is not homework: a tiny random Llama, a character tokenizer, its own prompt
-format and a stock transformers Trainer. SFTPROJ_BUG=<name> seeds one bug."""
+"""A small SFT project that is not homework (of this repository it imports only the SFT contract kit): a
+tiny random Llama, a character tokenizer, its own prompt format and a stock transformers Trainer.
+SFTPROJ_BUG=<name> seeds one bug."""
 
 import os
 
@@ -8,7 +9,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Trainer, TrainingArguments
 
-from homework.contract import SFTContract
+from sft_contract import SFTContract
 
 BUG = os.environ.get("SFTPROJ_BUG", "")
 CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ?:.,+*/-=\n"

@@ -1,10 +1,10 @@
-"""Hook specification of the SFT contract plugin (homework.pytest_plugin)."""
+"""Hook specification of the SFT contract plugin (sft_contract.plugin)."""
 
 import pytest
 
 
 @pytest.hookspec(firstresult=True)
 def pytest_sft_contract(config):
-    """Return the project's `homework.contract.SFTContract` (or None to let another implementation answer).
+    """Return the project's `sft_contract.SFTContract` (or None to let another implementation answer).
 
     Implementing this hook in a conftest.py opts the project in, like `--sft-contract=module:factory`."""

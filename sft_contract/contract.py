@@ -3,7 +3,8 @@
 A project describes its setup as an `SFTContract` (tokenizer, examples, prompt builder, row tokenizer,
 collator, model factory and optionally its trainer, generation and adapter loading); each `check_*`
 function raises `ContractViolation`, an AssertionError naming the cause and the failure-catalog row.
-The pytest plugin (homework.pytest_plugin) runs them as a battery; they are plain functions too.
+The battery (sft_contract.checks) runs them by name; they are plain functions too. torch, transformers
+and peft are imported inside the checks that need them.
 """
 
 from __future__ import annotations
@@ -15,14 +16,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from .catalog import explain
-
-IGNORE_INDEX = -100
+from .rows import IGNORE_INDEX, prompt_problem, row_problems
+from .steps import publish, step_problem
 
 
 class ContractViolation(AssertionError):
     def __init__(self, what: str, row: int):
         super().__init__(f"{what}\n{explain(row)}")
         self.catalog_row = row
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far two computations of the same thing may differ in the checks."""
+
+    logits_atol: float  # a model and its save/reload
+    greedy_margin: float  # a top-1/top-2 logit gap below which greedy decoding may legitimately differ
+    loss_rel: float  # a token's loss in a batch and alone (relative, at least 1 nat of scale)
+
+
+# For projects that name none: fp32 as measured on CPU, half precision from its rounding (8 mantissa bits).
+# A project with its own measurements passes them as SFTContract.tolerance (homework passes homework/numerics.py's).
+DEFAULT_TOLERANCES = {
+    "float32": Tolerance(logits_atol=1e-5, greedy_margin=1e-3, loss_rel=1e-4),
+    "half": Tolerance(logits_atol=0.125, greedy_margin=0.5, loss_rel=2e-2),
+}
 
 
 @dataclass
@@ -35,12 +53,13 @@ class SFTContract:
     make_model: Callable[[], Any]  # a fresh trainable model (adapter attached), the same initial weights each call
     format_prompt: Callable[[str], str]  # the prompt inference feeds for a question
     tokenize: Callable[[str, str], dict]  # (question, answer) -> {"input_ids", "attention_mask", "labels"}
-    collate: Callable[[list[dict]], dict]  # rows -> a batch of tensors, as training collates them
+    collate: Callable[[list[dict]], dict]  # rows -> a batch of tensors, as training collates (and packs) them
     make_trainer: Callable[..., Any] | None = None  # (model, dataset, output_dir, steps) -> a transformers Trainer
     generate: Callable[[Any, list[str], int], list[str]] | None = None  # (model, prompts, max_new) -> texts, batched
     load_adapter: Callable[[Any, str], Any] | None = None  # (base model, directory) -> the trained model again
     make_base_model: Callable[[], Any] | None = None  # the model without adapter (default: make_model's base)
     encode: Callable[[str], list[int]] | None = None  # prompt text -> ids as inference encodes it
+    tolerance: Tolerance | None = None  # default: DEFAULT_TOLERANCES by the model's dtype
     steps: int = 3
     learning_rate: float = 1e-3
     batch_size: int = 4
@@ -55,68 +74,121 @@ class SFTContract:
     def encode_prompt(self, question: str) -> list[int]:
         return self.encode_text(self.format_prompt(question))
 
+    def tolerance_for(self, dtype) -> Tolerance:
+        if self.tolerance is not None:
+            return self.tolerance
+        return DEFAULT_TOLERANCES["float32" if str(dtype) == "torch.float32" else "half"]
+
 
 # --------------------------------------------------------------------------- rows and batches
 
 
-def supervised_positions(labels) -> list[int]:
-    return [k for k, lab in enumerate(labels) if lab != IGNORE_INDEX]
-
-
 def check_row(contract: SFTContract, question: str, answer: str) -> None:
-    """Masking and EOS for one example: one supervised span that decodes to the answer and ends in EOS,
-    everything before it masked, every label either -100 or its input id, and the row supervises
-    something (catalog rows 2, 4, 5, 6)."""
+    """Masking, EOS and fit for one example: one supervised span that decodes to the answer and ends in EOS,
+    every supervised label its input id (catalog rows 2-6, 16; the checks are sft_contract.rows')."""
     row = contract.tokenize(question, answer)
-    ids, labels = list(row["input_ids"]), [int(x) for x in row["labels"]]
-    if len(ids) != len(labels):
-        raise ContractViolation(f"{question!r}: {len(ids)} input ids but {len(labels)} labels", 6)
-    sup = supervised_positions(labels)
-    if not sup:
-        raise ContractViolation(f"{question!r}: no label is supervised (every label is -100)", 2)
-    changed = [k for k in sup if labels[k] != ids[k]]
-    if changed:
-        raise ContractViolation(f"{question!r}: labels at positions {changed[:5]} differ from their input ids", 6)
-    eos = contract.tokenizer.eos_token_id
-    if labels[sup[-1]] != eos:
-        raise ContractViolation(f"{question!r}: the last supervised label is {labels[sup[-1]]}, not EOS ({eos}); "
-                                "the model never learns to stop", 5)
-    if sup != list(range(sup[0], sup[-1] + 1)):
-        raise ContractViolation(f"{question!r}: the supervised positions {sup} are not one answer span", 4)
-    text = contract.tokenizer.decode([ids[k] for k in sup[:-1]], skip_special_tokens=False)
-    if text.strip() != answer.strip():
-        raise ContractViolation(f"{question!r}: the supervised tokens decode to {text!r}, not the answer {answer!r}", 4)
+    problems = row_problems(contract.tokenizer, row["input_ids"], row["labels"], answer=answer)
+    if problems:
+        raise ContractViolation(f"{question!r}: {problems[0].what}", problems[0].row)
 
 
 def check_prompt_identity(contract: SFTContract, question: str, answer: str) -> None:
-    """The ids inference feeds for a question are exactly the training row's masked prompt (catalog rows 4, 11)."""
+    """The ids inference feeds for a question are exactly the training row's masked prompt (catalog rows 4, 11, 16)."""
     row = contract.tokenize(question, answer)
-    ids, sup = list(row["input_ids"]), supervised_positions(row["labels"])
-    prompt = contract.encode_prompt(question)
-    if ids[:len(prompt)] != prompt:
-        raise ContractViolation(f"{question!r}: the inference prompt's ids are not the training row's prompt: "
-                                f"{prompt[:12]}... vs {ids[:12]}...", 11)
-    if not sup or sup[0] != len(prompt):
-        raise ContractViolation(f"{question!r}: training supervises from position {sup[0] if sup else None}, the "
-                                f"inference prompt is {len(prompt)} tokens", 4)
+    problem = prompt_problem(contract.tokenizer, row["input_ids"], row["labels"], contract.encode_prompt(question))
+    if problem:
+        raise ContractViolation(f"{question!r}: {problem.what}", problem.row)
+
+
+def _label_change(row_labels: list[int], got: list[int], eos: int) -> tuple[str, int]:
+    """What a collator did to a row's labels: masking only its EOS is pad-by-id masking (row 5)."""
+    diff = [k for k, (a, b) in enumerate(zip(row_labels, got)) if a != b]
+    if all(row_labels[k] == eos and got[k] == IGNORE_INDEX for k in diff):
+        return ("the collator masked the row's EOS label (padding masked by token id, and pad == EOS): the model "
+                "never learns to stop", 5)
+    return ("the collator rewrote the labels (e.g. rebuilt them from the input ids, or masked by pad id)", 6)
+
+
+def _find(haystack: list[int], needle: list[int], taken: set[int]) -> int | None:
+    n = len(needle)
+    for s in range(len(haystack) - n + 1):
+        if haystack[s:s + n] == needle and not taken.intersection(range(s, s + n)):
+            return s
+    return None
 
 
 def check_batch(contract: SFTContract, rows: list[dict]) -> None:
-    """Collation: each row's ids and labels unchanged, padded with -100 labels and 0 attention by position,
-    so a real EOS survives even when pad == EOS (catalog rows 5, 6)."""
+    """Collation: each row's ids and labels unchanged and nothing else supervised; one row per sequence
+    padded with -100 labels and 0 attention by position (so a real EOS survives when pad == EOS), or rows
+    packed whole into fewer sequences (catalog rows 5, 6, 17)."""
     batch = contract.collate([copy.deepcopy(r) for r in rows])
-    width = batch["input_ids"].shape[1]
+    eos = contract.tokenizer.eos_token_id
+    ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
+    if len(ids) == len(rows):
+        masks = batch["attention_mask"].tolist() if "attention_mask" in batch else None
+        for i, row in enumerate(rows):
+            n, row_labels = len(row["input_ids"]), [int(x) for x in row["labels"]]
+            if ids[i][:n] != list(row["input_ids"]):
+                raise ContractViolation(f"batch row {i}: the collator changed the input ids", 6)
+            if labels[i][:n] != row_labels:
+                what, catalog_row = _label_change(row_labels, labels[i][:n], eos)
+                raise ContractViolation(f"batch row {i}: {what}", catalog_row)
+            if any(x != IGNORE_INDEX for x in labels[i][n:]) or (masks and any(m != 0 for m in masks[i][n:])):
+                raise ContractViolation(f"batch row {i}: padding is supervised or attended", 5)
+        return
+    # packed: find each row whole in the concatenated sequences
+    flat_ids, flat_labels = sum(ids, []), sum(labels, [])
+    taken: set[int] = set()
     for i, row in enumerate(rows):
-        n = len(row["input_ids"])
-        got_ids, got_labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
-        got_mask = batch["attention_mask"][i].tolist()
-        if got_ids[:n] != list(row["input_ids"]):
-            raise ContractViolation(f"batch row {i}: the collator changed the input ids", 6)
-        if got_labels[:n] != [int(x) for x in row["labels"]]:
-            raise ContractViolation(f"batch row {i}: the collator rewrote the labels (e.g. rebuilt them from the "
-                                    "input ids, or masked by pad id)", 6)
-        if any(x != IGNORE_INDEX for x in got_labels[n:width]) or any(m != 0 for m in got_mask[n:width]):
-            raise ContractViolation(f"batch row {i}: padding is supervised or attended", 5)
+        row_ids, row_labels = list(row["input_ids"]), [int(x) for x in row["labels"]]
+        start = _find(flat_ids, row_ids, taken)
+        if start is None:
+            raise ContractViolation(f"packed batch: row {i} is not in it whole (cut at a sequence end, or "
+                                    "reordered)", 17)
+        taken.update(range(start, start + len(row_ids)))
+        if flat_labels[start:start + len(row_ids)] != row_labels:
+            what, catalog_row = _label_change(row_labels, flat_labels[start:start + len(row_ids)], eos)
+            raise ContractViolation(f"packed batch, row {i}: {what}", catalog_row)
+    extra = [k for k, lab in enumerate(flat_labels) if lab != IGNORE_INDEX and k not in taken]
+    if extra:
+        raise ContractViolation(f"packed batch: {len(extra)} supervised positions belong to no row (padding or "
+                                "separators supervised)", 5)
+
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+
+def token_losses(model, batch: dict):
+    """Each supervised token's cross-entropy in `batch`, in batch order (a 1-D float tensor)."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():  # no KV cache, as in training (transformers reads packed rows from positions only then)
+        logits = model(**{k: batch[k].to(device) for k in _MODEL_INPUTS if k in batch}, use_cache=False).logits.float()
+    target = batch["labels"].to(device)[:, 1:]
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    picked = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked[target != IGNORE_INDEX]
+
+
+def check_rows_stay_apart(contract: SFTContract, model, rows: list[dict]) -> None:
+    """Every row trains as if alone: the per-token losses of the rows collated together equal those of each
+    row collated by itself. Packing that lets a row attend to the rows before it, or padding that leaks into
+    attention, changes them (catalog row 17)."""
+    import torch
+
+    model.eval()
+    together = token_losses(model, contract.collate([copy.deepcopy(r) for r in rows]))
+    alone = torch.cat([token_losses(model, contract.collate([copy.deepcopy(r)])) for r in rows])
+    if together.numel() != alone.numel():
+        raise ContractViolation(f"the batch supervises {together.numel()} tokens, its rows alone {alone.numel()}", 6)
+    # sorted: a packing collator may reorder rows
+    a, b = together.sort().values, alone.sort().values
+    rel = contract.tolerance_for(next(model.parameters()).dtype).loss_rel
+    gap = float(((a - b).abs() / b.abs().clamp(min=1.0)).max()) if a.numel() else 0.0
+    if gap > rel:
+        raise ContractViolation(f"a row's token losses change when it is collated with others (largest relative "
+                                f"difference {gap:.3g} > {rel}): rows in one sequence attend to each other", 17)
 
 
 # --------------------------------------------------------------------------- generation
@@ -180,17 +252,15 @@ def varied_lengths(contract: SFTContract, n: int) -> list[str]:
 def check_batched_generation(contract: SFTContract, model, questions: Sequence[str], max_new_tokens: int = 8) -> None:
     """Batched greedy output equals one-by-one output (catalog row 12). In half precision a different batch
     shape may round a near-tie the other way: there a divergence is allowed only at a step whose top-two
-    logits were within the dtype's tolerance (homework/numerics.py); a padding bug diverges at confident steps."""
+    logits were within the tolerance's greedy_margin; a padding bug diverges at confident steps."""
     import torch
-
-    from .numerics import tolerance_for
 
     generate = contract.generate or (lambda m, ps, n: left_padded_greedy(contract, m, ps, n))
     prompts = [contract.format_prompt(q) for q in questions]
     model.eval()
     batched = generate(model, prompts, max_new_tokens)
     dtype = next(model.parameters()).dtype
-    margin = tolerance_for(dtype).greedy_margin
+    margin = contract.tolerance_for(dtype).greedy_margin
     for prompt, text in zip(prompts, batched):
         single = generate(model, [prompt], max_new_tokens)[0]
         if text == single:
@@ -208,35 +278,42 @@ def check_batched_generation(contract: SFTContract, model, questions: Sequence[s
 
 
 def default_trainer(contract: SFTContract, model, dataset, output_dir: str, steps: int):
-    """A stock transformers Trainer, with this project's TrainingArguments for a few constant-rate steps."""
-    from .health import HealthGuard
-    from .recipe import few_steps_trainer
+    """A stock transformers Trainer for `steps` constant-rate steps of the contract's batch size and
+    learning rate, collating with the contract's collator."""
+    from transformers import Trainer, TrainingArguments
 
-    return few_steps_trainer(model, dataset, contract.collate, output_dir, steps, guard=HealthGuard(stop=False),
-                             learning_rate=contract.learning_rate, batch_size=contract.batch_size, plain=True)
+    args = TrainingArguments(output_dir=output_dir, max_steps=steps, per_device_train_batch_size=contract.batch_size,
+                             learning_rate=contract.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+                             logging_steps=1, report_to="none", save_strategy="no", remove_unused_columns=False,
+                             disable_tqdm=True, use_cpu=next(model.parameters()).device.type == "cpu",
+                             dataloader_pin_memory=False)
+    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=contract.collate)
+
+
+def _train(contract: SFTContract, model, steps: int | None):
+    from .recorder import StepRecorder
+
+    rows = [contract.tokenize(q, a) for q, a in contract.examples]
+    recorder = StepRecorder()
+    with tempfile.TemporaryDirectory(prefix="sft-contract-") as tmp:
+        make = contract.make_trainer or (lambda m, d, o, n: default_trainer(contract, m, d, o, n))
+        trainer = make(model, rows, tmp, steps or contract.steps)
+        trainer.add_callback(recorder)
+        trainer.train()
+    publish(recorder.records)
+    return recorder
 
 
 def train_a_few_steps(contract: SFTContract, model, steps: int | None = None):
-    """Run `steps` real optimizer steps of the project's trainer on its examples; return the step records."""
-    from .health import HealthGuard
-
-    steps = steps or contract.steps
-    rows = [contract.tokenize(q, a) for q, a in contract.examples]
-    guard = HealthGuard(stop=False)
-    with tempfile.TemporaryDirectory(prefix="sft-contract-") as tmp:
-        make = contract.make_trainer or (lambda m, d, o, n: default_trainer(contract, m, d, o, n))
-        trainer = make(model, rows, tmp, steps)
-        trainer.add_callback(guard)
-        trainer.train()
-    return guard.records
+    """Run `steps` real optimizer steps of the project's trainer on its examples; return the step records
+    (also published to whoever listens: sft_contract.steps.listening)."""
+    return _train(contract, model, steps).records
 
 
 def check_first_steps(contract: SFTContract):
-    """A few real steps are healthy (the one definition, health.step_problem), every trainable tensor moved
-    and no frozen one did (catalog rows 1, 2, 8, 15). Returns the step records and the trained model."""
+    """A few real steps are healthy (sft_contract.steps.step_problem), every trainable tensor moved and no
+    frozen one did (catalog rows 1, 2, 8, 15). Returns the step records and the trained model."""
     import torch
-
-    from .health import step_problem
 
     model = contract.make_model()
     model.train()
@@ -244,11 +321,12 @@ def check_first_steps(contract: SFTContract):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
         raise ContractViolation("the model has no trainable parameter", 15)
-    records = train_a_few_steps(contract, model)
+    recorder = _train(contract, model, None)
+    records = recorder.records
     if len(records) != contract.steps:
         raise ContractViolation(f"{len(records)} optimizer steps were logged, not {contract.steps}", 15)
     for r in records:
-        problem = step_problem(r)
+        problem = step_problem(r, recorder.warmup_steps)
         if problem:
             raise ContractViolation(f"step {r.step}: {problem[1]}", problem[0])
     after = dict(model.named_parameters())
@@ -266,8 +344,6 @@ def check_save_and_reload(contract: SFTContract, question: str, trained_model=No
     `trained_model`: one already trained (e.g. by check_first_steps); else a fresh one is trained here."""
     import torch
 
-    from .numerics import tolerance_for
-
     model = trained_model
     if model is None:
         model = contract.make_model()
@@ -275,11 +351,14 @@ def check_save_and_reload(contract: SFTContract, question: str, trained_model=No
         train_a_few_steps(contract, model)
     model.eval()
     ids = torch.tensor([contract.encode_prompt(question)], device=next(model.parameters()).device)
-    base = contract.make_base_model() if contract.make_base_model else contract.make_model()
-    base.eval()
     with torch.no_grad():
         trained = model(input_ids=ids).logits.float()
-        untrained = base.to(ids.device)(input_ids=ids).logits.float()
+        if hasattr(model, "disable_adapter"):  # a peft model: its base, without another copy of it
+            with model.disable_adapter():
+                untrained = model(input_ids=ids).logits.float()
+        else:
+            base = contract.make_base_model() if contract.make_base_model else contract.make_model()
+            untrained = base.to(ids.device).eval()(input_ids=ids).logits.float()
     with tempfile.TemporaryDirectory(prefix="sft-contract-adapter-") as tmp:
         model.save_pretrained(tmp)
         fresh = contract.make_base_model() if contract.make_base_model else contract.make_model().unload()
@@ -292,7 +371,7 @@ def check_save_and_reload(contract: SFTContract, question: str, trained_model=No
         reloaded = reloaded.to(ids.device).eval()
         with torch.no_grad():
             again = reloaded(input_ids=ids).logits.float()
-    atol = tolerance_for(next(model.parameters()).dtype).logits_atol
+    atol = contract.tolerance_for(next(model.parameters()).dtype).logits_atol
     diff, moved = float((again - trained).abs().max()), float((trained - untrained).abs().max())
     if diff > atol:
         raise ContractViolation(f"the reloaded adapter's logits differ from the trained model's by {diff:.3g} "

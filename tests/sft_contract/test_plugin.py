@@ -1,4 +1,4 @@
-"""The pytest plugin, exercised with pytester in throwaway projects.
+"""The kit's pytest plugin (sft_contract.plugin), exercised with pytester in throwaway projects.
 
 Inner runs load the plugin by module name with its entry point blocked (`run_with_plugin`), so these
 tests pass whether the outer run got the plugin from the installed entry point or from `-p`. The foreign
@@ -6,27 +6,74 @@ project (tests/foreign_project/sftproj.py) is not homework: a tiny random Llama,
 its own prompt format and a stock transformers Trainer; SFTPROJ_BUG seeds one bug in it.
 """
 
+import ast
+import json
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import REPO
 
-WITH_PLUGIN = ("-p", "no:homework", "-p", "homework.pytest_plugin")
+WITH_PLUGIN = ("-p", "no:sft_contract", "-p", "sft_contract.plugin")
 FOREIGN = (REPO / "tests" / "foreign_project" / "sftproj.py").read_text()
-BATTERY = ["test_every_example_supervises_its_answer_and_eos", "test_masking_holds_for_other_numbers",
-           "test_collation_keeps_every_rows_labels_and_eos", "test_inference_prompt_is_the_training_prompt",
-           "test_batched_generation_equals_one_by_one", "test_first_optimizer_steps_are_healthy",
-           "test_save_and_reload_gives_the_trained_logits"]
+KIT = REPO / "sft_contract"
+BATTERY = ["every_example_supervises_its_answer_and_eos", "masking_holds_for_other_numbers",
+           "collation_keeps_every_rows_labels_and_eos", "rows_in_a_batch_train_as_if_alone",
+           "inference_prompt_is_the_training_prompt", "batched_generation_equals_one_by_one",
+           "first_optimizer_steps_are_healthy", "save_and_reload_gives_the_trained_logits"]
 
 
 def run_with_plugin(pytester, *args):
     return pytester.runpytest(*WITH_PLUGIN, *args)
 
 
+def test_the_battery_is_the_kits_list_of_checks():
+    from sft_contract.checks import CHECKS
+
+    assert [c.name for c in CHECKS] == BATTERY
+
+
 def test_entry_point_names_the_plugin_module():
     """What an installed copy registers: one pytest11 entry point, to the module the tests load by name."""
     text = (REPO / "pyproject.toml").read_text()  # tomllib is 3.11+; the section is two lines
     section = text.split("[project.entry-points.pytest11]\n", 1)[1].split("\n\n", 1)[0]
-    assert section.strip().splitlines() == ['homework = "homework.pytest_plugin"']
+    assert section.strip().splitlines() == ['sft_contract = "sft_contract.plugin"']
+
+
+def _imports(path) -> set[str]:
+    """Every module `path` imports, anywhere in it (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module or "")
+    return found
+
+
+def test_the_kit_imports_nothing_of_homework():
+    """In the source (any import, at any depth) and in a fresh interpreter: importing the kit, its plugin and
+    every module of it loads no homework module, and the plugin loads no torch."""
+    modules = sorted(KIT.glob("*.py"))
+    assert len(modules) >= 9
+    for path in modules:
+        assert not {m for m in _imports(path) if m.split(".")[0] == "homework"}, path.name
+    code = """
+import importlib, json, pkgutil, sys
+import sft_contract, sft_contract.plugin
+after_plugin = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "homework"))
+names = [m.name for m in pkgutil.iter_modules(sft_contract.__path__)]
+for name in names:
+    importlib.import_module(f"sft_contract.{name}")
+print(json.dumps({"after_plugin": after_plugin, "names": names,
+                  "homework": sorted(m for m in sys.modules if m.split(".")[0] == "homework")}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=KIT.parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["after_plugin"] == [] and seen["homework"] == []
+    assert set(seen["names"]) == {p.stem for p in modules if p.stem != "__init__"}
 
 
 OBSERVER = """
@@ -42,8 +89,6 @@ def pytest_collection_finish(session):
 def test_a_project_that_does_not_opt_in_sees_nothing(pytester):
     """Installed into another project's environment, the plugin registers no marker, adds no test, skips
     nothing and imports no torch at start-up (a fresh process, so nothing was imported before)."""
-    import json
-
     pytester.makeconftest(OBSERVER)
     pytester.makepyfile(test_other="""
         import pytest
@@ -54,7 +99,7 @@ def test_a_project_that_does_not_opt_in_sees_nothing(pytester):
     result = pytester.runpytest_subprocess(*WITH_PLUGIN, "-rs")
     result.assert_outcomes(passed=2)  # @gpu is not this plugin's business: not skipped
     with_plugin = json.loads((pytester.path / "observed.json").read_text())
-    pytester.runpytest("-p", "no:homework").assert_outcomes(passed=2)  # markers and items need no fresh process
+    pytester.runpytest("-p", "no:sft_contract").assert_outcomes(passed=2)  # markers and items need no fresh process
     without = json.loads((pytester.path / "observed.json").read_text())
     without["torch"] = False  # this process imported torch long ago; the fresh run above is the torch check
     assert with_plugin == without  # the same markers, the same items
@@ -67,7 +112,7 @@ def test_a_project_that_does_not_opt_in_sees_nothing(pytester):
 
 def test_options_and_ini_keys_are_namespaced_and_grouped(pytester):
     result = run_with_plugin(pytester, "--help")
-    result.stdout.fnmatch_lines(["SFT contract (homework.contract):", "*--sft-contract=MODULE:FACTORY*",
+    result.stdout.fnmatch_lines(["SFT contract (sft_contract):", "*--sft-contract=MODULE:FACTORY*",
                                  "*--sft-contract-steps*", "*--sft-contract-examples*", "*sft_contract (string)*"])
     assert "--hw-" not in result.stdout.str()  # this project's own options are not the plugin's
 
@@ -79,7 +124,7 @@ def warmed_up():
     run crashed the interpreter (a segfault), so everything the battery touches is imported up front."""
     import importlib.util
 
-    from homework import contract as sft
+    from sft_contract import contract as sft
 
     spec = importlib.util.spec_from_file_location("sftproj_warmup", REPO / "tests" / "foreign_project" / "sftproj.py")
     module = importlib.util.module_from_spec(spec)
@@ -87,7 +132,7 @@ def warmed_up():
     c = module.contract()
     sft.check_batched_generation(c, c.make_model(), sft.varied_lengths(c, 2), max_new_tokens=2)
     sft.check_save_and_reload(c, c.examples[0][0])
-    import homework.contract_battery  # noqa: F401
+    import sft_contract.battery  # noqa: F401
 
 
 def _foreign(pytester, monkeypatch, bug=""):
@@ -107,15 +152,16 @@ def test_a_foreign_project_passes_the_battery_with_no_test_file(pytester, monkey
     result.stdout.fnmatch_lines(["sft-contract: sftproj:contract (steps=3, examples=20)",
                                  "*= SFT contract: sftproj:contract =*",
                                  *[f"PASSED  {name}" for name in BATTERY],
-                                 "*= training health =*", "ok   *test_first_optimizer_steps_are_healthy: 3 steps*"])
+                                 "*= training health =*",
+                                 "ok   *test_sft_contract[[]first_optimizer_steps_are_healthy[]]: 3 steps*"])
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("bug, failing, cause", [
-    ("eos_masked", "test_every_example_supervises_its_answer_and_eos", "*not EOS (2)*catalog row 5)"),
-    ("collator_rewrites_labels", "test_collation_keeps_every_rows_labels_and_eos", "*rewrote the labels*catalog row 6)"),
-    ("prompt_mismatch", "test_inference_prompt_is_the_training_prompt", "*inference prompt's ids are not*catalog row 11)"),
-    ("right_padding", "test_batched_generation_equals_one_by_one", "*batched generation gave*catalog row 12)"),
+    ("eos_masked", "every_example_supervises_its_answer_and_eos", "*not EOS (2)*catalog row 5)"),
+    ("collator_rewrites_labels", "collation_keeps_every_rows_labels_and_eos", "*rewrote the labels*catalog row 6)"),
+    ("prompt_mismatch", "inference_prompt_is_the_training_prompt", "*inference prompt's ids are not*catalog row 11)"),
+    ("right_padding", "batched_generation_equals_one_by_one", "*batched generation gave*catalog row 12)"),
 ])
 def test_each_seeded_bug_in_the_foreign_project_fails_with_its_cause(pytester, monkeypatch, warmed_up, bug, failing,
                                                                      cause):
@@ -124,7 +170,7 @@ def test_each_seeded_bug_in_the_foreign_project_fails_with_its_cause(pytester, m
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1, result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines([f"FAILED  {failing}: {cause}"])
-    for name in ("test_first_optimizer_steps_are_healthy", "test_save_and_reload_gives_the_trained_logits"):
+    for name in ("first_optimizer_steps_are_healthy", "save_and_reload_gives_the_trained_logits"):
         result.stdout.fnmatch_lines([f"PASSED  {name}"])  # the other checks still run and still pass
 
 
@@ -149,6 +195,30 @@ def test_a_conftest_hook_opts_in_and_the_fixtures_train(pytester, monkeypatch, w
                                  "ok   test_mine.py::test_two_steps: 2 steps, loss * -> *, max grad norm *"])
 
 
+@pytest.mark.integration
+def test_parametrize_with_checks_in_a_projects_own_test_file(pytester, monkeypatch, warmed_up):
+    """The decorator way in: no option, no hook; one test per check, the marker registered (strict markers
+    pass, -m selects them), the outcomes and step records in the summary."""
+    _foreign(pytester, monkeypatch)
+    pytester.makepyfile(test_contract="""
+        import sft_contract
+        import sftproj
+
+        @sft_contract.parametrize_with_checks(sftproj.contract, steps=2, examples=5)
+        def test_sftproj(contract, check):
+            check(contract)
+
+        def test_other():
+            pass
+    """)
+    result = run_with_plugin(pytester, "--strict-markers", "-m", "sft_contract")
+    result.assert_outcomes(passed=len(BATTERY), deselected=1)
+    result.stdout.fnmatch_lines(["*= SFT contract: sftproj.contract (parametrize_with_checks) =*",
+                                 *[f"PASSED  test_contract.py::test_sftproj[[]{name}[]]" for name in BATTERY],
+                                 "ok   test_contract.py::test_sftproj[[]first_optimizer_steps_are_healthy[]]: 2 steps*"])
+    assert "sft-contract:" not in result.stdout.str()  # no header: nothing was set at start-up
+
+
 def test_ini_opt_in_adds_the_battery_only_to_runs_that_name_no_paths(pytester):
     pytester.makeini("""
         [pytest]
@@ -156,21 +226,31 @@ def test_ini_opt_in_adds_the_battery_only_to_runs_that_name_no_paths(pytester):
     """)
     pytester.makepyfile(test_one="def test_x(): pass")
     named = run_with_plugin(pytester, "test_one.py", "--collect-only", "-q")
-    assert "contract_battery" not in named.stdout.str() and named.ret == 0
+    assert "battery" not in named.stdout.str() and named.ret == 0
     unnamed = run_with_plugin(pytester, "--collect-only", "-q")
-    unnamed.stdout.fnmatch_lines(["*::test_every_example_supervises_its_answer_and_eos"])
+    unnamed.stdout.fnmatch_lines(["*::test_sft_contract[[]every_example_supervises_its_answer_and_eos[]]"])
     assert unnamed.ret == 0
 
 
 def test_sft_training_health_fixture_fails_with_the_cause(pytester):
     pytester.makepyfile("""
-        from homework.health import StepRecord
+        from sft_contract.steps import StepRecord
         def test_bad(sft_training_health):
             sft_training_health([StepRecord(1, 2.0, 0.0, 1e-3)])
     """)
     result = run_with_plugin(pytester)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*gradient norm is exactly 0*failure catalog row 8*"])
+    result.stdout.fnmatch_lines(["*gradient norm is exactly 0*failure catalog row 8*(python -m sft_contract.catalog 8)*"])
+
+
+def test_the_contract_fixture_without_a_contract_is_a_usage_error(pytester):
+    pytester.makepyfile("""
+        def test_needs_it(sft_contract):
+            pass
+    """)
+    result = run_with_plugin(pytester)
+    result.stdout.fnmatch_lines(["*the sft_contract fixture needs --sft-contract=package.module:factory*"])
+    assert result.ret != 0
 
 
 def test_loadable_with_dash_p_when_the_entry_point_is_off(pytester):
@@ -179,4 +259,4 @@ def test_loadable_with_dash_p_when_the_entry_point_is_off(pytester):
             assert callable(sft_training_health)
     """)
     run_with_plugin(pytester).assert_outcomes(passed=1)
-    assert pytester.runpytest("-p", "no:homework").ret != 0  # really comes from the plugin
+    assert pytester.runpytest("-p", "no:sft_contract").ret != 0  # really comes from the plugin
