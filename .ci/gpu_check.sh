@@ -66,7 +66,7 @@ fetch() {
 
 check_sha() {
   local want have
-  want=$(grep -o 'WHEEL_SHA256 = "[0-9a-f]*"' homework/model_source.py | grep -o '[0-9a-f]\{64\}')
+  want=$(grep -o 'WHEEL_SHA256 = "[0-9a-f]*"' homework/runtime/model_source.py | grep -o '[0-9a-f]\{64\}')
   have=$(sha256sum "$1" | cut -d' ' -f1)
   [ "$want" = "$have" ] || { echo "$1: sha256 $have, expected $want" >&2; return 1; }
 }
@@ -169,23 +169,23 @@ else
   say "model wheel: found ${#PARTS[@]} of its 2 parts (${PARTS[*]:-none}); stage part 0 first (--stage)," \
       "unless the model is already converted"
 fi
-run_stage convert 200 - "$PY" -m homework.model_source
+run_stage convert 200 - "$PY" -m homework.runtime.model_source
 
 # 3. the fast tier, the benchmark, then the slow tier with whatever time is left
 JUNIT=(-o junit_family=xunit1 -p no:cacheprovider)
 if [ "$QUICK" = 1 ]; then
   run_stage fast "${FAST_TIMEOUT:-230}" fast.xml "$PY" -m pytest -q -m "not slow" --junitxml="$WORK/fast.xml" "${JUNIT[@]}" \
-    tests/test_device.py tests/test_device_ranks.py tests/test_packing.py \
+    tests/runtime/test_device.py tests/runtime/test_device_ranks.py tests/training/test_packing.py \
     "tests/test_sft.py::test_adapter_save_and_reload_gives_identical_logits"
-  run_stage bench "${BENCH_TIMEOUT:-110}" - "$PY" -m homework.bench --steps 1 --batch-size 4 \
+  run_stage bench "${BENCH_TIMEOUT:-110}" - "$PY" -m homework.tools.bench --steps 1 --batch-size 4 \
     --variants seed,head,packed --json "$WORK/bench.json"
   run_stage slow 600 slow.xml "$PY" -m pytest -q -m slow --junitxml="$WORK/slow.xml" "${JUNIT[@]}" \
-    tests/test_distributed.py -k "preflight"
+    tests/training/test_distributed.py -k "preflight"
 else
   # shellcheck disable=SC2086  # FAST_ARGS / SLOW_ARGS are word lists
   run_stage fast "${FAST_TIMEOUT:-230}" fast.xml "$PY" -m pytest -q -m "not slow" --junitxml="$WORK/fast.xml" \
     "${JUNIT[@]}" ${FAST_ARGS:-}
-  run_stage bench "${BENCH_TIMEOUT:-110}" - "$PY" -m homework.bench --steps "${BENCH_STEPS:-5}" --json "$WORK/bench.json"
+  run_stage bench "${BENCH_TIMEOUT:-110}" - "$PY" -m homework.tools.bench --steps "${BENCH_STEPS:-5}" --json "$WORK/bench.json"
   # shellcheck disable=SC2086
   run_stage slow 600 slow.xml "$PY" -m pytest -q -m slow --junitxml="$WORK/slow.xml" "${JUNIT[@]}" ${SLOW_ARGS:-}
 fi

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .answers import parse_answer
-from .device import resolve_placement
-from .model_source import load_pretrained, resolve_model
-from .prompt import build_prompt, encode
+from .runtime.device import resolve_placement
+from .runtime.model_source import load_pretrained, resolve_model
+from .text.answers import parse_answer
+from .text.prompt import build_prompt, encode
 
 # "<answer>101 * 3155760000 / 31557600</answer>" + EOS is ~32 tokens; a tight budget keeps evaluation fast.
 DEFAULT_MAX_NEW_TOKENS = 40  # the longest named answer in the data is 37 tokens, + EOS
@@ -110,7 +110,7 @@ def test_model():
 
     llm = BaseLLM()
     result = benchmark(llm, Dataset("valid"), 20)
-    from . import report
+    from .runtime import report
 
     report.result(f"accuracy={result.accuracy:.3f} answer_rate={result.answer_rate:.3f}")
 

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from .runtime.errors import DataError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DATA_ENV = "HOMEWORK_DATA_DIR"
@@ -26,12 +26,12 @@ def data_dir() -> Path:
         return Path(os.environ[DATA_ENV])
     if (DATA_DIR / "train.json").is_file():
         return DATA_DIR
-    from . import datagen
-    from .model_source import cache_root
+    from .datagen import generate
+    from .runtime.model_source import cache_root
 
     generated = cache_root() / "data"
     if not (generated / "train.json").is_file():
-        datagen.main(["--out", str(generated)])
+        generate.main(["--out", str(generated)])
     return generated
 
 

@@ -1,6 +1,6 @@
 """The failure catalog: the ways LoRA SFT with the HF Trainer is known to go wrong without an error.
 
-This module is the catalog's one definition (homework.catalog re-exports it). `CATALOG` holds the short
+This module is the catalog's one definition. `CATALOG` holds the short
 explanation of each row that error messages carry (`explain(row)`); `ENTRIES` holds the full entry: the
 failure, what a user sees, the cause, public reports of it and the tests of this repository that catch it.
 
@@ -72,8 +72,8 @@ ENTRIES = {
         caught_by="The guard switches the filter off and stops the run at the first step whose loss or gradient "
                   "norm is not finite; a healthy run is checked for a finite, positive loss and finite adapter "
                   "tensors after real steps; the CLI exits 2 on an injected NaN.",
-        tests=("tests/test_health.py::test_guard_turns_off_the_nan_filter",
-               "tests/test_health.py::test_nan_in_the_adapter_stops_at_step_one",
+        tests=("tests/training/test_health.py::test_guard_turns_off_the_nan_filter",
+               "tests/training/test_health.py::test_nan_in_the_adapter_stops_at_step_one",
                "tests/test_sft.py::test_three_steps_are_healthy_and_move_only_the_adapter"),
     ),
     2: Entry(
@@ -84,9 +84,9 @@ ENTRIES = {
         reports="pytorch#116349; trl PR #6320",
         caught_by="The pre-flight scan lists rows with no supervised label, the collator refuses such a row, and "
                   "the guard stops before the optimizer step of a batch that supervises nothing.",
-        tests=("tests/test_collate.py::test_a_row_with_no_supervised_token_is_refused",
-               "tests/test_health.py::test_preflight_refuses_broken_rows_with_a_table",
-               "tests/test_health.py::test_all_masked_batch_stops_before_the_first_update"),
+        tests=("tests/training/test_collate.py::test_a_row_with_no_supervised_token_is_refused",
+               "tests/training/test_health.py::test_preflight_refuses_broken_rows_with_a_table",
+               "tests/training/test_health.py::test_all_masked_batch_stops_before_the_first_update"),
     ),
     3: Entry(
         failure="Truncation eats the answer",
@@ -96,8 +96,8 @@ ENTRIES = {
         reports="trl PR #6320; LlamaFactory#1494",
         caught_by="A row whose answer cannot fit is an error naming the file and the rows; it never becomes a "
                   "row with nothing supervised.",
-        tests=("tests/test_tokenization.py::test_row_whose_answer_cannot_fit_is_rejected",
-               "tests/test_tokenization.py::test_tokenized_dataset_reports_the_rows_that_cannot_fit"),
+        tests=("tests/text/test_tokenization.py::test_row_whose_answer_cannot_fit_is_rejected",
+               "tests/text/test_tokenization.py::test_tokenized_dataset_reports_the_rows_that_cannot_fit"),
     ),
     4: Entry(
         failure="The prompt's tokens are not a prefix of the full row's",
@@ -109,8 +109,8 @@ ENTRIES = {
         caught_by="Property tests over generated questions: the prompt's ids start the row, and the supervised "
                   "ids decode to the answer followed by EOS; the pre-flight scan flags rows whose text would "
                   "merge across the boundary.",
-        tests=("tests/test_tokenization.py::test_label_masking_invariants",
-               "tests/test_health.py::test_preflight_warns_when_the_text_merges_across_the_boundary"),
+        tests=("tests/text/test_tokenization.py::test_label_masking_invariants",
+               "tests/training/test_health.py::test_preflight_warns_when_the_text_merges_across_the_boundary"),
     ),
     5: Entry(
         failure="pad == EOS masks the real EOS",
@@ -120,8 +120,8 @@ ENTRIES = {
         reports="transformers#23530; trl#976; smol-course#159",
         caught_by="The last supervised label of every row is EOS, and padding is masked by position (the "
                   "attention mask), never by id; the contract battery checks the same on any project's tokenizer.",
-        tests=("tests/test_tokenization.py::test_label_masking_invariants",
-               "tests/test_collate.py::test_collation_pads_to_the_longest_row_and_keeps_labels",
+        tests=("tests/text/test_tokenization.py::test_label_masking_invariants",
+               "tests/training/test_collate.py::test_collation_pads_to_the_longest_row_and_keeps_labels",
                f"{_BATTERY}::every_example_supervises_its_answer_and_eos"),
     ),
     6: Entry(
@@ -132,8 +132,8 @@ ENTRIES = {
         reports="transformers#24546; transformers#8146",
         caught_by="Collating rows of different lengths returns each row's labels unchanged, right-padded with "
                   "-100, whatever the batch's order and make-up; the pre-flight scan has its own check.",
-        tests=("tests/test_collate.py::test_collation_pads_to_the_longest_row_and_keeps_labels",
-               "tests/test_collate.py::test_batch_order_and_composition_do_not_change_a_rows_labels",
+        tests=("tests/training/test_collate.py::test_collation_pads_to_the_longest_row_and_keeps_labels",
+               "tests/training/test_collate.py::test_batch_order_and_composition_do_not_change_a_rows_labels",
                f"{_BATTERY}::collation_keeps_every_rows_labels_and_eos"),
     ),
     7: Entry(
@@ -154,7 +154,7 @@ ENTRIES = {
         caught_by="With checkpointing on, every `lora_B` has a nonzero gradient after one real step; a gradient "
                   "norm of exactly 0 stops the guard.",
         tests=("tests/test_sft.py::test_three_steps_are_healthy_and_move_only_the_adapter",
-               "tests/test_health.py::test_assert_training_healthy_messages_name_the_cause"),
+               "tests/training/test_health.py::test_assert_training_healthy_messages_name_the_cause"),
     ),
     9: Entry(
         failure="Half precision on the wrong device",
@@ -164,9 +164,9 @@ ENTRIES = {
         reports="Qwen3#670; pytorch#118499; transformers#27769",
         caught_by="Without CUDA the chosen precision is fp32; half precision on CPU, fp16 anywhere and trainable "
                   "parameters that are not fp32 are refused by the scan and by `doctor`.",
-        tests=("tests/test_health.py::test_half_precision_is_refused_on_cpu_and_fp32_is_chosen",
-               "tests/test_health.py::test_precision_rules_per_device_class",
-               "tests/test_health.py::test_preflight_refuses_half_precision_adapters_on_any_device"),
+        tests=("tests/training/test_health.py::test_half_precision_is_refused_on_cpu_and_fp32_is_chosen",
+               "tests/training/test_health.py::test_precision_rules_per_device_class",
+               "tests/training/test_health.py::test_preflight_refuses_half_precision_adapters_on_any_device"),
     ),
     10: Entry(
         failure="Loss normalization under gradient accumulation",
@@ -186,7 +186,7 @@ ENTRIES = {
         reports="transformers#46531",
         caught_by="One function builds the prompt for both; the ids fed at inference equal the prompt ids that "
                   "training masked.",
-        tests=("tests/test_prompt.py::test_inference_prompt_ids_are_the_masked_training_prompt",
+        tests=("tests/text/test_prompt.py::test_inference_prompt_ids_are_the_masked_training_prompt",
                "tests/test_sft.py::test_inference_prompt_equals_training_prompt",
                f"{_BATTERY}::inference_prompt_is_the_training_prompt"),
     ),
@@ -206,7 +206,7 @@ ENTRIES = {
         reports="trl#6966",
         caught_by="The answer parser is tested on edge cases (no closing tag among them), and evaluation counts "
                   "\"no answer\" separately from \"wrong answer\".",
-        tests=("tests/test_answers.py::test_parse_answer_edge_cases",
+        tests=("tests/text/test_answers.py::test_parse_answer_edge_cases",
                "tests/test_data.py::test_benchmark_counts_correct_wrong_and_unanswered"),
     ),
     14: Entry(
@@ -228,8 +228,8 @@ ENTRIES = {
         caught_by="Every adapter tensor differs from its initial value after a few real steps; a learning rate "
                   "of 0 stops the run at step 1; a warm-up that cannot reach the peak learning rate warns.",
         tests=("tests/test_sft.py::test_three_steps_are_healthy_and_move_only_the_adapter",
-               "tests/test_health.py::test_zero_learning_rate_stops_at_step_one",
-               "tests/test_health.py::test_guard_warns_when_the_warmup_cannot_reach_the_peak"),
+               "tests/training/test_health.py::test_zero_learning_rate_stops_at_step_one",
+               "tests/training/test_health.py::test_guard_warns_when_the_warmup_cannot_reach_the_peak"),
     ),
     16: Entry(
         failure="The prompt is trained on",
@@ -299,7 +299,7 @@ def catalog_markdown() -> str:
         "`[failure catalog row N]` points here.",
         "",
         "This file is generated; do not edit it by hand. Its source is `sft_contract/catalog.py`, the SFT",
-        "contract kit's catalog (`homework.catalog` re-exports it; either command prints the same):",
+        "contract kit's catalog, and this command prints it:",
         "",
         "```bash",
         "python -m sft_contract.catalog > docs/failure-catalog.md   # regenerate",

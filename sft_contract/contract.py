@@ -36,7 +36,7 @@ class Tolerance:
 
 
 # For projects that name none: fp32 as measured on CPU, half precision from its rounding (8 mantissa bits).
-# A project with its own measurements passes them as SFTContract.tolerance (homework passes homework/numerics.py's).
+# A project with its own measurements passes them as SFTContract.tolerance (homework passes homework/runtime/numerics.py's).
 DEFAULT_TOLERANCES = {
     "float32": Tolerance(logits_atol=1e-5, greedy_margin=1e-3, loss_rel=1e-4),
     "half": Tolerance(logits_atol=0.125, greedy_margin=0.5, loss_rel=2e-2),

@@ -3,7 +3,7 @@ fits and a prompt that is the inference prompt.
 
 `row_problems` returns every problem of a row, each a `RowProblem` naming its check (a stable key) and its
 failure-catalog row. The contract's `check_row` / `check_prompt_identity` raise the first one; a pre-flight
-scan (homework.health.preflight_scan) groups rows by check. Plain lists of ids: no torch here.
+scan (homework.training.health.preflight_scan) groups rows by check. Plain lists of ids: no torch here.
 """
 
 from __future__ import annotations

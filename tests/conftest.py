@@ -65,14 +65,14 @@ def hw_settings(pytestconfig) -> dict:
 
 @pytest.fixture(scope="session")
 def hw_placement(hw_settings):
-    from homework.device import resolve_placement
+    from homework.runtime.device import resolve_placement
 
     return resolve_placement(None if hw_settings["device"] == "auto" else hw_settings["device"])
 
 
 @pytest.fixture(scope="session")
 def hw_model_spec(hw_settings):
-    from homework.model_source import resolve_model
+    from homework.runtime.model_source import resolve_model
 
     return resolve_model(hw_settings["model"])
 
@@ -90,7 +90,7 @@ def hw_tokenizer(hw_model_spec):
 @pytest.fixture(scope="session")
 def hw_base_model(hw_model_spec, hw_placement):
     """The base model, loaded once per session. Do not train it in place: use `lora_model`."""
-    from homework.model_source import load_pretrained
+    from homework.runtime.model_source import load_pretrained
 
     model, _ = load_pretrained(hw_model_spec, hw_placement.dtype, hw_placement.device)
     model.eval()
@@ -140,7 +140,7 @@ def train_steps(request, lora_model, hw_tokenizer, hw_train_rows, hw_settings):
     """train_steps(n=3, **run_steps options) -> per-step records, shown in the plugin's "training health" summary.
 
     Pass guard=False to get the records of an unhealthy run instead of an error."""
-    from homework.smoke import run_steps
+    from homework.training.smoke import run_steps
     from sft_contract.plugin import record_steps
 
     def run(n: int = 3, **kwargs):
@@ -156,7 +156,7 @@ def train_steps(request, lora_model, hw_tokenizer, hw_train_rows, hw_settings):
 
 @pytest.fixture
 def training_health():
-    from homework.health import assert_training_healthy
+    from homework.training.health import assert_training_healthy
 
     return assert_training_healthy
 

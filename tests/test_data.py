@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from homework.data import DATA_DIR, Dataset, benchmark, is_answer_valid, load_rows
-from homework.errors import DataError
+from homework.runtime.errors import DataError
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_benchmark_counts_correct_wrong_and_unanswered():
 
 def test_installed_package_without_a_checkout_regenerates_the_splits(tmp_path, monkeypatch):
     from homework import data as data_module
-    from homework.model_source import CACHE_ENV
+    from homework.runtime.model_source import CACHE_ENV
 
     monkeypatch.setattr(data_module, "DATA_DIR", tmp_path / "no-checkout")
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))

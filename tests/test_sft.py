@@ -1,6 +1,5 @@
 """Integration tests on the real embedded model: a few real optimizer steps each (catalog rows 1-15)."""
 
-import json
 import math
 import re
 
@@ -9,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from homework.base_llm import BaseLLM
-from homework.collate import IGNORE_INDEX, DynamicPaddingCollator
-from homework.numerics import tolerance_for
-from homework.prompt import encode
+from homework.runtime.numerics import tolerance_for
+from homework.text.prompt import encode
+from homework.training.collate import IGNORE_INDEX, DynamicPaddingCollator
 from tests.conftest import REPO, on_device_of, run_cli
 
 pytestmark = pytest.mark.integration
@@ -28,7 +27,7 @@ def _base_state(model):
 @pytest.mark.parametrize("checkpointing", [True], ids=["gradient-checkpointing"])
 def test_three_steps_are_healthy_and_move_only_the_adapter(lora_model, train_steps, training_health, checkpointing):
     """Catalog rows 1, 2, 8, 15 with gradient checkpointing on (row 8's case): loss > 0 and finite, grad norm
-    finite, every lora_B trained, base frozen. Without checkpointing: tests/test_recipe.py (the shipped
+    finite, every lora_B trained, base frozen. Without checkpointing: tests/training/test_recipe.py (the shipped
     recipe) and the golden trajectory (this same r=4 model)."""
     before_lora, before_base = _lora_state(lora_model), _base_state(lora_model)
     assert all(float(t.abs().sum()) == 0 for n, t in before_lora.items() if "lora_B" in n)
@@ -95,7 +94,7 @@ def test_adapter_save_and_reload_gives_identical_logits(lora_model, train_steps,
     Unmerged, the reload is the same weights through the same operations: equal bit for bit, on any device.
     Merged, each folded weight is rounded once more in the compute dtype: close within merged_atol. Both
     differences are recorded (junit properties), so a GPU run reports the merged one it measured."""
-    from homework.atomic import atomic_directory
+    from homework.runtime.atomic import atomic_directory
     from homework.sft import load
 
     train_steps(3, learning_rate=5e-3)
@@ -136,7 +135,7 @@ def test_inference_prompt_equals_training_prompt(hw_base_model, hw_tokenizer, hw
 
 def test_sampled_generation_returns_the_requested_sequences(hw_base_model, hw_tokenizer):
     """num_return_sequences: one list per prompt. (Catalog row 12, batched greedy == one by one, is checked by
-    the SFT contract battery on this same generation path: homework.project_contract, BaseLLM.batched_generate.)"""
+    the SFT contract battery on this same generation path: homework.tools.project_contract, BaseLLM.batched_generate.)"""
     llm = BaseLLM.from_components(hw_base_model, hw_tokenizer)
     prompts = [llm.format_prompt(q) for q in ["How many grams are in 3 kg?", "5 m in cm?"]]
     multi = llm.batched_generate(prompts, num_return_sequences=2, temperature=0.7, max_new_tokens=4)
@@ -180,33 +179,3 @@ def test_seed_snippet_runs_verbatim():
     assert len(logs) == 3, out[-2000:]
     for loss, grad in logs:
         assert 1 < float(loss) < 5 and math.isfinite(float(grad))
-
-
-def test_evaluation_grades_both_families_and_records_them_in_results_and_metrics(tmp_path, capsys):
-    """train_model's evaluation: data/valid.json (training phrasings) and data/heldout.json (never-trained
-    phrasings and spellings), each graded and printed, both in eval_results.json and metrics.json."""
-    from homework import sft
-    from homework.config import make_config
-    from homework.data import Dataset
-
-    valid, held = Dataset("valid").data[:4], Dataset("heldout").data[:5]
-
-    class Answers:  # right on the valid rows, right on 2 of the 5 held-out rows
-        def answer(self, *questions):
-            truth = dict(valid + held[:2])
-            return [truth.get(q, -1.0) for q in questions]
-
-    (tmp_path / "metrics.json").write_text('{"steps": [], "train_seconds": 1.0}')
-    evaluations = sft._evaluate_all(Answers(), {"valid": "valid", "heldout": "heldout"}, 5)
-    summary = sft._write_results(tmp_path, evaluations, {"valid": "valid", "heldout": "heldout"})
-    sft._add_to_metrics(tmp_path, summary)
-    out = capsys.readouterr().out
-    assert "validation: accuracy=0.800" in out and "held-out phrasings and spellings: accuracy=0.400" in out
-    results = json.loads((tmp_path / "eval_results.json").read_text())
-    assert (results["valid_file"], results["accuracy"], results["questions"]) == ("valid", 0.8, 5)
-    assert results["heldout"]["accuracy"] == 0.4 and len(results["heldout"]["misses"]) == 3
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["train_seconds"] == 1.0 and metrics["evaluation"]["heldout"]["accuracy"] == 0.4
-    assert metrics["evaluation"]["valid"]["answer_rate"] == 1.0
-    assert list(sft._evaluate_all(Answers(), {"valid": "valid"}, 2)) == ["valid"]  # --heldout-file '' skips it
-    assert list(sft.evaluation_files(make_config(heldout_file="", handwritten_file=""))) == ["valid", "structures"]

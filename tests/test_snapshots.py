@@ -10,9 +10,9 @@ import pytest
 import torch
 import transformers
 
-from homework.expression_format import format_example_expression, format_example_named
-from homework.prompt import build_prompt
 from homework.sft import format_example, tokenize
+from homework.text.expression_format import format_example_expression, format_example_named
+from homework.text.prompt import build_prompt
 
 CANONICAL = [("How many gram are there per 6 kg?", 6000.0), ("Convert 2.5 hours to minutes.", 150.0),
              ("What is 3 miles in km?", 4.828032), ("So 9 Metric tons would be how many LB?", 19841.6041211)]
@@ -45,7 +45,7 @@ def cpu_fp32_lora_model(lora_model, hw_placement, hw_model_spec, hw_settings):
         return lora_model
     from peft import LoraConfig, get_peft_model
 
-    from homework.model_source import load_pretrained
+    from homework.runtime.model_source import load_pretrained
 
     base, _ = load_pretrained(hw_model_spec, torch.float32, torch.device("cpu"))
     torch.manual_seed(hw_settings["seed"])  # as lora_factory seeds it
@@ -59,7 +59,7 @@ def test_golden_three_step_trajectory(train_steps, cpu_fp32_lora_model, tolerant
     an absolute and a mean tolerance, environment recorded.
 
     Catalog rows 1, 10, 15: a change in loss normalisation, masking or the optimizer moves these numbers.
-    The CUDA path's numerics are held by the per-dtype tolerances of homework/numerics.py instead."""
+    The CUDA path's numerics are held by the per-dtype tolerances of homework/runtime/numerics.py instead."""
     # this project's seeded sampler fixes the data order: the stock Trainer's random order differs between
     # transformers versions (4.57.6 drew other rows than 4.52.1 and 5.x), ours does not
     records = train_steps(3, model=cpu_fp32_lora_model, learning_rate=1e-3, seed=0, group_by_length=True)

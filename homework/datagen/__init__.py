@@ -1,0 +1,2 @@
+"""The seeded question generator: `python -m homework.datagen [--check]` writes (or verifies) data/*.json.
+"""

@@ -1,0 +1,5 @@
+"""`python -m homework.datagen [--check] [--out DIR]`."""
+
+from .generate import main
+
+raise SystemExit(main())

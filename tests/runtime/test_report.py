@@ -1,0 +1,46 @@
+"""The one reporter: one process prints when several train, progress only when asked for, and no other module of
+the package calls print()."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from homework.runtime import report
+
+PACKAGE = Path(__file__).resolve().parents[2] / "homework"
+
+
+def test_the_main_process_prints_each_kind_to_its_stream(capsys):
+    report.info("training")
+    report.info("hidden", show=False)
+    report.result("accuracy=1.000")
+    report.notice("fetching")
+    report.error("broken")
+    out, err = capsys.readouterr()
+    assert out == "[homework] training\naccuracy=1.000\n"
+    assert err == "[homework] fetching\nerror: broken\n"
+
+
+def test_another_process_prints_only_an_error_it_alone_found(capsys, monkeypatch):
+    from homework.runtime import distributed
+
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    report.info("training")
+    report.result("accuracy=1.000")
+    report.notice("fetching")
+    report.error("every process saw this", agreed=True)
+    report.error("only this process saw this")
+    out, err = capsys.readouterr()
+    assert out == "" and err == "error: only this process saw this\n"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_but_the_reporter_prints(path):
+    if path.name == "report.py":
+        return
+    calls = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]
+    assert not calls, f"{path.name} calls print() on line(s) {calls}: use homework.report"

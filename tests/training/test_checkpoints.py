@@ -1,0 +1,122 @@
+"""Checkpoint layout, the completion marker, and which checkpoint a resume continues from."""
+
+import pytest
+
+from homework.training.checkpoints import (
+    COMPLETE_MARKER,
+    checkpoint_step,
+    checkpoints_dir,
+    last_complete_checkpoint,
+    mark_complete,
+)
+
+
+def test_checkpoints_sit_beside_the_output_directory(tmp_path):
+    assert checkpoints_dir(tmp_path / "sft_model") == tmp_path / "sft_model-checkpoints"
+
+
+@pytest.mark.parametrize("name, step", [("checkpoint-100", 100), ("checkpoint-7", 7), ("checkpoint-", None),
+                                        ("checkpoint-x1", None), ("ckpt-5", None), ("checkpoint-5-old", None)])
+def test_checkpoint_step_reads_the_number(tmp_path, name, step):
+    assert checkpoint_step(tmp_path / name) == step
+
+
+def test_unreadable_trainer_state_is_not_resumed_from(tmp_path):
+    for step, state in ((3, "{}"), (6, "{ half-written")):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text(state)
+        (ckpt / COMPLETE_MARKER).write_text("ok")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_only_checkpoints_marked_complete_are_resumed_from(tmp_path):
+    for step, complete in ((3, True), (6, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        if complete:
+            mark_complete(ckpt)
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"  # checkpoint-6 was cut off mid-save
+
+
+@pytest.mark.parametrize("steps, newest", [((50, 100), "checkpoint-100"), ((9, 10, 2), "checkpoint-10"),
+                                           ((100, 50), "checkpoint-100")])
+def test_resume_picks_the_checkpoint_with_the_highest_step_not_the_last_name(tmp_path, steps, newest):
+    """By name, checkpoint-50 sorts after checkpoint-100; resume must continue from step 100."""
+    for step in steps:
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        (ckpt / COMPLETE_MARKER).write_text("ok")
+    assert last_complete_checkpoint(tmp_path).name == newest
+
+
+def test_the_marker_is_one_named_file_inside_the_checkpoint(tmp_path):
+    """What the trainer writes after a checkpoint's files: exactly the marker a resume looks for, nothing else."""
+    ckpt = tmp_path / "checkpoint-4"
+    ckpt.mkdir()
+    mark_complete(ckpt)
+    assert [p.name for p in ckpt.iterdir()] == [COMPLETE_MARKER] and (ckpt / COMPLETE_MARKER).read_bytes() == b"ok\n"
+
+
+@pytest.mark.parametrize("broken", ["unmarked", "unreadable"])
+def test_a_broken_checkpoint_before_a_whole_one_does_not_end_the_search(tmp_path, broken):
+    for step in (1, 2):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{ half" if step == 1 and broken == "unreadable" else "{}")
+        if step == 2 or broken == "unreadable":
+            mark_complete(ckpt)
+    (tmp_path / "checkpoint-notes").mkdir()  # not a checkpoint at all
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-2"
+
+
+def test_a_checkpoint_written_again_loses_its_marker_until_its_files_are_whole(tmp_path, monkeypatch):
+    """Ctrl-C right after a periodic save writes checkpoint-N again: while the Trainer rewrites its files, a resume
+    must not take it for whole. The marker is removed before the write and written (with the run id) after."""
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    from homework.training.checkpoints import marked_run
+    from homework.training.trainer import SupervisedTrainer
+
+    ckpt = tmp_path / "checkpoint-4"
+    ckpt.mkdir()
+    mark_complete(ckpt, "earlier")
+    seen = []
+    monkeypatch.setattr(Trainer, "_save_checkpoint", lambda self, model, trial, *a, **k: seen.append(
+        (ckpt / COMPLETE_MARKER).exists()))
+    trainer = SupervisedTrainer.__new__(SupervisedTrainer)
+    trainer.args = SimpleNamespace(output_dir=str(tmp_path), should_save=True)
+    trainer.state = SimpleNamespace(global_step=4)
+    trainer.accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
+    trainer.run_id = "run-b"
+    trainer._save_checkpoint(None, None)
+    assert seen == [False]
+    assert marked_run(ckpt) == "run-b"
+
+
+def test_resume_takes_only_the_checkpoints_of_the_named_run(tmp_path):
+    for step, run in ((2, "a"), (8, "a"), (3, "b")):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        mark_complete(ckpt, run)
+    assert last_complete_checkpoint(tmp_path, "b").name == "checkpoint-3"
+    assert last_complete_checkpoint(tmp_path, "a").name == "checkpoint-8"
+    assert last_complete_checkpoint(tmp_path, "c") is None
+
+
+def test_a_fresh_run_moves_the_earlier_runs_checkpoints_aside(tmp_path):
+    from homework.training.checkpoints import previous_runs_dir, retire_earlier_run
+
+    root = tmp_path / "sft_model-checkpoints"
+    assert retire_earlier_run(root) is None  # nothing there yet
+    (root / "checkpoint-1").mkdir(parents=True)
+    assert retire_earlier_run(root) == previous_runs_dir(root) and not root.exists()
+    (root / "checkpoint-9").mkdir(parents=True)
+    retire_earlier_run(root)  # one generation is kept: the newer earlier run replaces the older
+    assert [p.name for p in previous_runs_dir(root).iterdir()] == ["checkpoint-9"]

@@ -1,0 +1,117 @@
+"""TrainConfig: every option validated in one place, with its name and accepted range; what a resumed run may
+change. (The command line built from these fields is tests/tools/test_cli.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from homework.training.config import (
+    ConfigError,
+    TrainConfig,
+    accepted_range,
+    flag_of,
+    make_config,
+    options,
+    resumable_options,
+    resumed_config,
+)
+
+# (option, a value outside its accepted range, the flag named, the range named)
+OUT_OF_RANGE = [
+    ("learning_rate", -1.0, "--lr", "> 0"),
+    ("learning_rate", 0.0, "--lr", "> 0"),
+    ("learning_rate", math.nan, "--lr", "a number"),
+    ("learning_rate", 2.0, "--lr", "<= 1"),
+    ("batch_size", 0, "--batch-size", ">= 1"),
+    ("epochs", 0.0, "--epochs", "> 0"),
+    ("epochs", -1.0, "--epochs", "> 0"),
+    ("max_steps", 0, "--max-steps", ">= 1"),
+    ("max_steps", -2, "--max-steps", ">= -1"),
+    ("grad_accum", 0, "--grad-accum", ">= 1"),
+    ("lora_rank", 0, "--rank", ">= 1"),
+    ("lora_alpha", 0, "--alpha", ">= 1"),
+    ("lora_dropout", 1.0, "--lora-dropout", "< 1"),
+    ("lora_layers", 0, "--lora-layers", ">= 1 or 'all'"),
+    ("warmup_steps", -1, "--warmup-steps", ">= 0"),
+    ("weight_decay", -0.1, "--weight-decay", ">= 0"),
+    ("max_length", 4, "--max-length", ">= 8"),
+    ("seed", -1, "--seed", ">= 0"),
+    ("limit", 0, "--limit", ">= 1"),
+    ("eval_limit", 0, "--eval-limit", ">= 1"),
+    ("save_steps", -5, "--save-steps", ">= 0"),
+    ("answer_format", "json", "--answer-format", "one of named, expression, number"),
+    ("lr_scheduler", "step", "--lr-scheduler", "one of cosine"),
+    ("gradient_checkpointing", "maybe", "--gradient-checkpointing", "one of auto, on, off"),
+    ("batch_size", 16.5, "--batch-size", "an integer"),
+    ("batch_size", True, "--batch-size", "an integer"),
+    ("evaluate", "yes", "--eval", "true or false"),
+    ("train_file", None, "--train-file", "text"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "flag", "accepted"), OUT_OF_RANGE)
+def test_an_option_out_of_range_is_refused_naming_it_and_its_range(name, value, flag, accepted):
+    with pytest.raises(ConfigError) as err:
+        make_config(**{name: value})
+    message = str(err.value)
+    assert f"{flag} ({name}) = {value!r}" in message and accepted in message
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(ConfigError) as err:
+        make_config(learning_rate=-1.0, batch_size=0)
+    assert "--lr" in str(err.value) and "--batch-size" in str(err.value)
+
+
+def test_the_defaults_and_boundaries_are_accepted():
+    TrainConfig()
+    make_config(learning_rate=1.0, max_steps=-1, warmup_steps=0, lora_layers=None, limit=None, heldout_file="")
+    assert make_config(heldout_file="").heldout_file is None  # '' skips the held-out family
+
+
+def test_unknown_options_are_refused_not_dropped():
+    with pytest.raises(ConfigError, match="unknown training option.*learning_rat\\b"):
+        make_config(learning_rat=1e-3)
+
+
+def test_every_option_has_help_a_flag_and_a_range():
+    flags = [flag_of(f) for f in options()]
+    assert len(set(flags)) == len(flags)
+    for f in options():
+        assert f.metadata["help"] and accepted_range(f), f.name
+
+
+SAVED = TrainConfig(learning_rate=1e-3, seed=3, evaluate=True)
+
+
+@pytest.mark.parametrize(("given", "refused"), [
+    ({"learning_rate": 2e-3}, "--lr 0.002 (the run's: 0.001)"),
+    ({"seed": 0}, "--seed 0 (the run's: 3)"),
+    ({"epochs": 2.0}, "--epochs 2.0"),
+    ({"lora_alpha": 16}, "--alpha 16"),
+    ({"lr_scheduler": "linear"}, "--lr-scheduler 'linear'"),
+    ({"group_by_length": False}, "--group-by-length False"),
+    ({"answer_format": "number"}, "--answer-format 'number'"),
+])
+def test_a_resumed_run_refuses_options_that_change_its_schedule_data_or_adapter(given, refused):
+    with pytest.raises(ConfigError, match="--resume continues a run") as err:
+        resumed_config(SAVED, given)
+    assert refused in str(err.value)
+
+
+def test_a_resumed_run_applies_the_other_options_and_says_which():
+    cfg, applied = resumed_config(SAVED, {"evaluate": False, "device": "cpu", "eval_limit": 5, "preflight": False,
+                                          "learning_rate": 1e-3, "seed": 3})  # equal schedule values are fine
+    assert (cfg.evaluate, cfg.device, cfg.eval_limit, cfg.preflight) == (False, "cpu", 5, False)
+    assert (cfg.learning_rate, cfg.seed) == (1e-3, 3)
+    assert applied == ["--eval False", "--device 'cpu'", "--eval-limit 5", "--preflight False"]
+
+
+def test_what_a_resumed_run_may_change_is_how_it_is_watched_placed_or_graded():
+    assert resumable_options() == {"device", "valid_file", "heldout_file", "structures_file", "handwritten_file",
+                                   "fused_lora", "gradient_checkpointing",
+                                   "save_steps", "evaluate", "eval_limit", "progress", "preflight"}
+    assert set(f.name for f in dataclasses.fields(TrainConfig)) >= resumable_options()
