@@ -151,9 +151,9 @@ def mutation_scores(results: str, equivalent: set[str]) -> tuple[dict[str, dict[
     unreviewed, surviving = [], set()
     for line in results.splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if not name.startswith("homework."):
+        if not name.startswith(("homework.", "sft_contract.")):
             continue
-        module = name.split(".")[1]
+        module = name.split(".x")[0].partition(".")[2]  # homework.text.answers.x_parse_answer__mutmut_4 -> text.answers
         row = scores.setdefault(module, {"killed": 0, "survived": 0, "untested": 0, "equivalent": 0})
         if status in ("killed", "timeout"):
             row["killed"] += 1
