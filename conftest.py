@@ -38,6 +38,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.property)
         if {"snapshot", "tolerant_snapshot"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.snapshot)
+        if "pytester" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pytester)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -54,6 +54,7 @@ def test_grader_convention_on_a_tiny_adapter(tmp_path, tiny_adapter):
     assert set(rows) == {"generate", "batched", "sft"} and all(0.0 <= r["share"] <= 1.0 for r in rows.values())
 
 
+@pytest.mark.integration  # a fresh interpreter on a copy of the package: seconds, and outside mutation runs
 def test_a_broken_submission_fails_loudly_with_the_graders_error(tmp_path, tiny_adapter):
     """The convention reads `homework.data` without importing it: a package that never binds it fails."""
     sub = grader_check.lay_out_submission(tmp_path / "sub", tiny_adapter)
