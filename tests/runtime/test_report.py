@@ -44,3 +44,11 @@ def test_no_module_but_the_reporter_prints(path):
     calls = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]
     assert not calls, f"{path.name} calls print() on line(s) {calls}: use homework.report"
+
+
+def test_a_result_goes_to_the_stream_it_is_given(capsys):
+    import io
+
+    out = io.StringIO()
+    report.result("doctor: all checks passed", out)
+    assert out.getvalue() == "doctor: all checks passed\n" and capsys.readouterr().out == ""

@@ -256,3 +256,14 @@ def test_the_model_interface_reads_the_named_prefix():
 def test_named_answer_soup_returns_a_float(kind, src, dst, expression, mode):
     result = parse_answer(f"{kind}: {src} to {dst}: <answer>{expression}</answer>", mode)
     assert isinstance(result, float) and (math.isnan(result) or math.isfinite(result))
+
+
+def test_named_units_read_any_spelling_and_a_unicode_minus():
+    """The named prefix is read as standard names first, then as any spelling ("qt", "oz"); the leading quantity
+    may carry a unicode minus."""
+    from homework.text.named import named_units, named_value
+
+    src, dst = named_units("volume: qt to oz: ")
+    assert (src.canonical, dst.canonical) == ("quart", "fluid ounce")
+    claim = named_units("mass: kilogram to gram: ")
+    assert named_value(claim, "−2 * 1000 / 1") == pytest.approx(-2000.0)

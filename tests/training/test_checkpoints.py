@@ -120,3 +120,17 @@ def test_a_fresh_run_moves_the_earlier_runs_checkpoints_aside(tmp_path):
     (root / "checkpoint-9").mkdir(parents=True)
     retire_earlier_run(root)  # one generation is kept: the newer earlier run replaces the older
     assert [p.name for p in previous_runs_dir(root).iterdir()] == ["checkpoint-9"]
+
+
+def test_markers_without_a_run_id_and_rewrites_without_a_marker(tmp_path):
+    """A marker written before run ids ("ok") names no run; a checkpoint that lost its marker (a kill mid-save)
+    can be written again: clearing a missing marker is no error."""
+    from homework.training.checkpoints import clear_mark, marked_run
+
+    ckpt = tmp_path / "checkpoint-3"
+    ckpt.mkdir()
+    (ckpt / COMPLETE_MARKER).write_text("ok\n")
+    assert marked_run(ckpt) is None
+    clear_mark(ckpt)
+    clear_mark(ckpt)  # already gone
+    assert not (ckpt / COMPLETE_MARKER).exists() and marked_run(ckpt) is None
