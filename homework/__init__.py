@@ -3,7 +3,7 @@
 The course's grader imports this package and then only reads attributes: `homework.BaseLLM`,
 `homework.load_sft`, `homework.data.Dataset` / `homework.data.benchmark`. `data` is imported here (it
 needs no torch); the torch-heavy names and every other submodule load on first attribute access
-(PEP 562), so importing the package -- the pytest plugin's start-up does -- stays free of torch.
+(PEP 562), so `import homework` stays quick and free of torch until a model is asked for.
 """
 
 import importlib
