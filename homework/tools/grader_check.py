@@ -28,9 +28,10 @@ import tempfile
 from pathlib import Path
 
 from ..runtime import report
+from ..training.config import DEFAULT_OUTPUT_DIR
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the homework package
-ADAPTER_DIR_NAME = "sft_model"  # where load_sft() looks, inside the package (config.DEFAULT_OUTPUT_DIR)
+# load_sft() reads the adapter from homework/sft_model: the submission carries it there
+PACKAGE_DIR, ADAPTER_DIR_NAME = DEFAULT_OUTPUT_DIR.parent, DEFAULT_OUTPUT_DIR.name
 LIMITS = {"generate": 40.0, "batched": 15.0, "sft": 60.0}
 LOSS_FULL, LOSS_NONE = 6.2, 8.0
 ACCURACY_NONE, ACCURACY_FULL = 0.4, 0.6

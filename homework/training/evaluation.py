@@ -106,7 +106,8 @@ def test_model(ckpt_path: str | os.PathLike = DEFAULT_OUTPUT_DIR, valid_file: st
                heldout_file: str | None = None, structures_file: str | None = None, handwritten_file: str | None = None):
     """Reload a saved adapter and grade it on `valid_file` and on each held-out family given; returns the
     validation BenchmarkResult."""
-    llm = load(ckpt_path)
-    given = {"valid": valid_file, "heldout": heldout_file, "structures": structures_file,
-             "handwritten": handwritten_file}
-    return evaluate_families(llm, {name: f for name, f in given.items() if f}, limit)["valid"][0]
+    from .config import make_config
+
+    cfg = make_config(valid_file=valid_file, heldout_file=heldout_file, structures_file=structures_file,
+                      handwritten_file=handwritten_file)  # the same checks, and '' skips a family, as in train
+    return evaluate_families(load(ckpt_path), evaluation_files(cfg), limit)["valid"][0]
