@@ -11,6 +11,7 @@ import pytest
 from homework.training.config import (
     ConfigError,
     TrainConfig,
+    option,
     accepted_range,
     flag_of,
     make_config,
@@ -115,3 +116,22 @@ def test_what_a_resumed_run_may_change_is_how_it_is_watched_placed_or_graded():
                                    "fused_lora", "gradient_checkpointing",
                                    "save_steps", "evaluate", "eval_limit", "progress", "preflight"}
     assert set(f.name for f in dataclasses.fields(TrainConfig)) >= resumable_options()
+
+
+def test_an_option_records_what_it_is_given_and_infers_the_rest():
+    # TrainConfig's fields call option() once, at import; this calls it afresh so that what it records is tested
+    # as a function and not only through the fields it already built
+    parse = int
+    full = option(3, "h", flag="--x", kind=float, minimum=1, above=0, maximum=9, below=10, choices=(3, 4),
+                  resumable=True, parse=parse, metavar="N").metadata
+    assert full == dict(help="h", flag="--x", kind=float, minimum=1, above=0, maximum=9, below=10, choices=(3, 4),
+                        allow_none=False, resumable=True, parse=parse, metavar="N", none_word=None)
+    bare = option(2.5, "h").metadata
+    assert (bare["kind"], bare["allow_none"], bare["resumable"], bare["flag"], bare["parse"]) == (float, False, False,
+                                                                                                    None, None)
+    assert all(bare[k] is None for k in ("minimum", "above", "maximum", "below", "choices", "metavar", "none_word"))
+    assert option(None, "h", kind=int).metadata["allow_none"]  # unset by default: None is accepted
+    assert option("a", "h", allow_none=True).metadata["allow_none"]
+    spelled = option(7, "h", none_word="all").metadata
+    assert spelled["allow_none"] and spelled["none_word"] == "all"
+    assert option(7, "h").default == 7
