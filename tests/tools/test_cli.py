@@ -4,12 +4,16 @@ and -- table-driven -- every option reaching what the built recipe trains."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import warnings
 
 import pytest
 import torch
 
+from homework.runtime.errors import HomeworkError
+from homework.tools import cli
 from homework.tools.cli import build_parser, given_options, main
-from homework.training.config import TrainConfig, flag_of, make_config, options
+from homework.training.config import DEFAULT_OUTPUT_DIR, TrainConfig, flag_of, make_config, option, options
 from homework.training.fused_lora import FUSED_ATTR
 
 
@@ -66,6 +70,195 @@ def test_an_explicit_option_beats_the_environment(monkeypatch):
     monkeypatch.setenv("HOMEWORK_MODEL", "/no/such/model")
     assert resolve_placement(train_options("--device", "cpu")["device"]).device.type == "cpu"
     assert resolve_model(train_options("--model", "embedded")["model"]).name == "SmolLM2-135M-Instruct"
+
+
+@pytest.fixture
+def help_of(capsys, monkeypatch):
+    """The help of a command, whitespace collapsed; wide, so that argparse wraps no line (nor a path at a hyphen)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+
+    def help_of(*argv: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--help"])
+        assert exit_.value.code == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    return help_of
+
+
+def test_the_help_names_each_command_and_what_it_does(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: python -m homework.sft [-h] {train,test,doctor}")
+    # the module docstring, its example lines kept as written
+    assert "\n    python -m homework.sft train [--epochs N ...]   train, save the adapter" in out
+    words = " ".join(out.split())
+    assert "train train a LoRA adapter, save it, evaluate it" in words
+    assert "test reload a saved adapter and evaluate it" in words
+    assert "doctor pre-flight scan, 3-step smoke run, save/reload and prompt checks" in words
+
+
+def test_each_commands_help_explains_its_own_options(help_of):
+    train = help_of("train")
+    assert f"--output-dir OUTPUT_DIR where the adapter goes (default: {DEFAULT_OUTPUT_DIR})" in train
+    assert ("--resume continue this output dir's interrupted run from its last checkpoint; options that would "
+            "change its schedule, data or adapter are refused, the others applied") in train
+    assert "--lora-layers N|all" in train and "--lr-scheduler {cosine,linear,constant,constant_with_warmup}" in train
+    assert "--limit LIMIT train on the first N rows only (default: unset)" in train
+    doctor = help_of("doctor")
+    assert "--steps STEPS optimizer steps of the smoke run (default: 3)" in doctor
+    assert "--train-file TRAIN_FILE training rows" in doctor
+
+
+def test_an_option_unset_by_default_shows_how_the_command_line_spells_unset(monkeypatch, help_of):
+    # lora_layers' default is 15; were it None ("every layer"), the help would say "all", the word --lora-layers takes
+    monkeypatch.setattr(cli, "TrainConfig", lambda: TrainConfig(lora_layers=None))
+    assert "(default: all)" in help_of("train")
+
+
+def test_a_percent_sign_in_an_options_help_is_printed_as_is(monkeypatch, help_of):
+    @dataclasses.dataclass
+    class Shares:
+        share: float = option(0.5, "share of rows in %")
+
+    monkeypatch.setattr(cli, "TrainConfig", Shares)
+    monkeypatch.setattr(cli, "options", lambda: dataclasses.fields(Shares))
+    assert "--share SHARE share of rows in % (default: 0.5)" in help_of("train")
+
+
+def parsed(*argv: str) -> dict:
+    return vars(build_parser().parse_args(list(argv)))
+
+
+def test_a_command_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([])
+    assert exit_.value.code == 2 and "required: command" in capsys.readouterr().err
+
+
+def test_each_command_takes_its_own_options_with_their_defaults():
+    assert parsed("train") == {"command": "train", "output_dir": str(DEFAULT_OUTPUT_DIR), "resume": False}
+    assert parsed("train", "--resume", "--output-dir", "out") == {"command": "train", "output_dir": "out",
+                                                                  "resume": True}
+    assert parsed("test") == {"command": "test", "path": str(DEFAULT_OUTPUT_DIR)}
+    assert parsed("test", "out", "--valid-file", "v", "--heldout-file", "h", "--structures-file", "s",
+                  "--handwritten-file", "w", "--eval-limit", "3") == {
+        "command": "test", "path": "out", "valid_file": "v", "heldout_file": "h", "structures_file": "s",
+        "handwritten_file": "w", "eval_limit": 3}
+    assert parsed("doctor") == {"command": "doctor", "steps": 3}
+    assert parsed("doctor", "--model", "m", "--device", "cpu", "--train-file", "t", "--steps", "5") == {
+        "command": "doctor", "model": "m", "device": "cpu", "train_file": "t", "steps": 5}
+
+
+@pytest.mark.parametrize("argv", [["test", "--lr", "0.1"], ["test", "--model", "m"], ["doctor", "--valid-file", "v"],
+                                  ["doctor", "--eval-limit", "3"]])
+def test_a_command_refuses_the_options_of_another(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2 and f"unrecognized arguments: {argv[1]}" in capsys.readouterr().err
+
+
+def test_a_value_outside_an_options_choices_is_refused_by_the_parser_listing_them(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--lr-scheduler", "step"])
+    assert "--lr-scheduler: invalid choice: 'step' (choose from" in capsys.readouterr().err
+
+
+def test_an_empty_word_unsets_an_option_that_may_be_unset_and_is_text_for_the_others():
+    assert train_options("--heldout-file", "", "--lora-layers", "", "--train-file", "") == {
+        "heldout_file": None, "lora_layers": None, "train_file": ""}
+
+
+def record(monkeypatch, module, name, returns=None, raises=None) -> list:
+    """Replace module.name by a recorder of its calls (args, kwargs); it returns `returns` or raises `raises`."""
+    calls = []
+
+    def recorder(*args, **kwargs):
+        calls.append((args, kwargs))
+        if raises is not None:
+            raise raises
+        return returns
+
+    monkeypatch.setattr(module, name, recorder)
+    return calls
+
+
+def test_train_hands_train_model_the_output_dir_resume_and_only_the_options_given(monkeypatch):
+    from homework.training import run
+
+    calls = record(monkeypatch, run, "train_model")
+    assert main(["train"]) == 0
+    assert main(["train", "--output-dir", "out", "--resume", "--lr", "0.001", "--no-eval"]) == 0
+    assert calls == [((str(DEFAULT_OUTPUT_DIR),), {"resume": False}),
+                     (("out",), {"resume": True, "learning_rate": 0.001, "evaluate": False})]
+
+
+def test_test_grades_the_adapter_on_the_files_trains_evaluation_would(monkeypatch):
+    from homework.training import evaluation
+
+    calls = record(monkeypatch, evaluation, "test_model")
+    assert main(["test"]) == 0
+    assert main(["test", "out", "--valid-file", "v", "--eval-limit", "3", "--heldout-file", "", "--structures-file",
+                 "s", "--handwritten-file", "w"]) == 0
+    # path, valid_file, limit, heldout_file, structures_file, handwritten_file; '' skips a family as in train
+    assert calls == [((str(DEFAULT_OUTPUT_DIR), "valid", None, "heldout", "heldout_structures", "handwritten"), {}),
+                     (("out", "v", 3, None, "s", "w"), {})]
+
+
+def test_test_refuses_an_option_out_of_range_as_train_does(monkeypatch, capsys):
+    from homework.training import evaluation
+
+    calls = record(monkeypatch, evaluation, "test_model")
+    assert main(["test", "--eval-limit", "0"]) == 2
+    assert "--eval-limit (eval_limit) = 0 is out of range" in capsys.readouterr().err and calls == []
+
+
+def test_doctor_hands_run_doctor_its_options_and_exits_with_its_status(monkeypatch):
+    from homework.tools import doctor
+
+    calls = record(monkeypatch, doctor, "run_doctor", returns=1)
+    assert main(["doctor"]) == 1
+    assert main(["doctor", "--model", "m", "--device", "cpu", "--train-file", "t", "--steps", "5"]) == 1
+    assert calls == [((), dict(model=None, device=None, train_file="train", steps=3)),
+                     ((), dict(model="m", device="cpu", train_file="t", steps=5))]
+
+
+def test_an_error_exits_2_and_one_every_process_agreed_on_is_left_to_the_main_process(monkeypatch, capsys):
+    from homework.runtime import distributed
+    from homework.training import run
+
+    monkeypatch.setattr(distributed, "is_main", lambda: False)  # a second process of a distributed run
+    agreed = HomeworkError("every process found this")
+    agreed.agreed = True
+    record(monkeypatch, run, "train_model", raises=agreed)
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err == ""
+    record(monkeypatch, run, "train_model", raises=HomeworkError("this process alone found this"))
+    assert main(["train"]) == 2
+    assert "error: this process alone found this" in capsys.readouterr().err
+
+
+def test_an_interrupted_command_exits_130_like_a_shell(monkeypatch):
+    from homework.training import run
+
+    record(monkeypatch, run, "train_model", raises=KeyboardInterrupt())
+    assert main(["train"]) == 130
+
+
+def test_the_command_line_silences_only_the_libraries_v6_rename_warnings(monkeypatch):
+    from homework.training import run
+
+    record(monkeypatch, run, "train_model")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        main(["train"])
+        warnings.warn("`x` is deprecated and will be removed in v6.", FutureWarning, stacklevel=1)
+        warnings.warn("`x` is deprecated and will be removed in v6.", DeprecationWarning, stacklevel=1)
+        warnings.warn("`x` will change", FutureWarning, stacklevel=1)
+    assert [(w.category, str(w.message)) for w in shown] == [
+        (DeprecationWarning, "`x` is deprecated and will be removed in v6."), (FutureWarning, "`x` will change")]
 
 
 # --------------------------------------------------------------------------- every option reaches the recipe

@@ -1,15 +1,87 @@
-"""`python -m homework.sft doctor` passes on a correct checkout and names the cause of each injected fault."""
+"""`python -m homework.sft doctor` passes on a correct checkout and names the cause of each injected fault; how it
+runs a check and prints the table is tested fast, on a model that cannot load."""
 
 import io
+import re
+import time
 
 import pytest
 
-from homework.tools.doctor import run_doctor
+from homework.runtime.errors import HomeworkError
+from homework.tools.doctor import Check, _timed, run_doctor
 from homework.training.faults import FAULTS
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+def test_a_check_passes_with_its_detail_and_time():
+    checks = []
+    assert _timed("wait", lambda: time.sleep(0.02) or "slept", checks) is True
+    assert _timed("quiet", lambda: None, checks) is True
+    (wait, quiet) = checks
+    assert (wait.name, wait.ok, wait.detail) == ("wait", True, "slept") and 0.02 <= wait.seconds < 5
+    assert quiet == Check("quiet", True, quiet.seconds, "")
 
 
+@pytest.mark.parametrize("exc", [HomeworkError("no model"), AssertionError("no model"), ValueError("no model"),
+                                 RuntimeError("no model")])
+def test_a_check_that_raises_a_finding_fails_naming_it(exc):
+    def find():
+        time.sleep(0.02)
+        raise exc
+
+    checks = []
+    assert _timed("load", find, checks) is False
+    (check,) = checks
+    assert (check.name, check.ok, check.detail) == ("load", False, f"{type(exc).__name__}: no model")
+    assert 0.02 <= check.seconds < 5
+
+
+def test_a_bug_in_a_check_is_not_reported_as_a_finding():
+    with pytest.raises(KeyError):
+        _timed("tokenize", lambda: {}["llm"], [])
+
+
+def test_a_model_that_cannot_load_fails_the_first_check_and_skips_the_rest(monkeypatch):
+    monkeypatch.delenv("HOMEWORK_FAULT", raising=False)
+    out = io.StringIO()
+    assert run_doctor(model="./no/such/model", steps=5, out=out) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "check                   result  seconds  detail"
+    assert re.fullmatch(r"load model              FAIL +\d+\.\d  ModelResolutionError: model './no/such/model' is "
+                        r"neither .*", lines[1])
+    skipped = ["tokenize data", "pre-flight scan", "5-step smoke run", "adapter save/reload", "train/inference prompt"]
+    assert lines[2:-1] == [f"{name:<22}  SKIP        0.0  skipped: an earlier check failed" for name in skipped]
+    total = re.fullmatch(r"doctor: FAILED in (\d+\.\d) s", lines[-1])
+    assert total and float(total[1]) < 60 and len(lines) == 8
+
+
+def test_a_check_after_a_passing_one_runs_and_the_first_failure_skips_the_rest(monkeypatch):
+    import types
+
+    from homework import base_llm
+
+    asked = []
+
+    class Loaded:  # stands in for loading the model, the one heavy step before the data is read
+        def __init__(self, model, device):
+            asked.append((model, device))
+            self.model_spec = types.SimpleNamespace(describe=lambda: "tiny")
+            self.placement = types.SimpleNamespace(describe=lambda: "cpu (float32)")
+            self.tokenizer = None
+
+    monkeypatch.delenv("HOMEWORK_FAULT", raising=False)
+    monkeypatch.setattr(base_llm, "BaseLLM", Loaded)
+    out = io.StringIO()
+    assert run_doctor(model="tiny", device="cpu", train_file="./no/such/rows.json", out=out) == 1
+    assert asked == [("tiny", "cpu")]
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"load model              PASS +\d+\.\d  tiny on cpu \(float32\)", lines[1])
+    assert re.fullmatch(r"tokenize data           FAIL +\d+\.\d  DataError: .*rows\.json: file not found.*", lines[2])
+    assert len(lines) == 8 and lines[-1].startswith("doctor: FAILED")
+    assert all(" SKIP " in line and line.endswith("skipped: an earlier check failed") for line in lines[3:-1])
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
 def test_doctor_passes_on_a_correct_checkout(monkeypatch):
     monkeypatch.delenv("HOMEWORK_FAULT", raising=False)
     out = io.StringIO()
@@ -31,6 +103,8 @@ EXPECTED = {
 }
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("fault", [
     pytest.param(f, marks=() if f == "zero_lr" else pytest.mark.slow) for f in sorted(FAULTS)
 ])
@@ -41,6 +115,8 @@ def test_doctor_fails_naming_the_cause(monkeypatch, fault):
     assert EXPECTED[fault] in out.getvalue() and "FAILED" in out.getvalue()
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(600)
 def test_doctor_cli_exit_status():
     from tests.conftest import run_cli
 

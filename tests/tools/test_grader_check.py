@@ -83,3 +83,133 @@ def test_a_case_over_its_limit_scores_nothing():
     rows = grader_check.score(results)
     assert rows["generate"]["share"] == 0.0 and rows["batched"]["share"] == 1.0
     assert rows["sft"]["share"] == 0.0  # over the parameter limit
+
+
+def test_a_case_exactly_at_its_limits_scores_in_full_and_each_row_names_what_was_graded():
+    results = {"generate": {"seconds": 40.0, "loss": 6.2}, "batched": {"seconds": 15.0, "loss": 7.1},
+               "sft": {"seconds": 60.0, "accuracy": 0.5, "parameters": grader_check.MAX_PARAMETERS}}
+    assert grader_check.score(results) == {
+        "generate": {"seconds": 40.0, "limit": 40.0, "graded": "loss", "value": 6.2, "share": 1.0},
+        "batched": {"seconds": 15.0, "limit": 15.0, "graded": "loss", "value": 7.1, "share": pytest.approx(0.5)},
+        "sft": {"seconds": 60.0, "limit": 60.0, "graded": "accuracy", "value": 0.5, "share": pytest.approx(0.5)}}
+
+
+def test_the_submission_leaves_out_caches_leftovers_and_the_checkouts_own_adapter(tmp_path, monkeypatch):
+    from homework import data
+
+    package, data_dir, adapter = tmp_path / "homework", tmp_path / "data", tmp_path / "trained"
+    for path in ["__init__.py", "tools/cli.py", "__pycache__/x.cpython-311.pyc", "tools/old.pyc",
+                 "sft_model/adapter_config.json", "sft_model/stale.safetensors", "sft_model.bak/adapter_config.json"]:
+        (package / path).parent.mkdir(parents=True, exist_ok=True)
+        (package / path).write_text("")
+    data_dir.mkdir()
+    (data_dir / "valid.json").write_text("[]")
+    (data_dir / "train.json.tmp").write_text("")  # an interrupted atomic write
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(grader_check, "PACKAGE_DIR", package)
+    monkeypatch.setattr(data, "data_dir", lambda: data_dir)
+    sub = grader_check.lay_out_submission(tmp_path / "sub", adapter)
+    assert sorted(str(p.relative_to(sub)) for p in sub.rglob("*")) == [
+        "data", "data/valid.json", "homework", "homework/__init__.py", "homework/sft_model",
+        "homework/sft_model/adapter_config.json", "homework/tools", "homework/tools/cli.py"]
+
+
+def child_running(monkeypatch, code: str) -> None:
+    """Stand a short script in for the grader's child process (what run_cases launches and reads back)."""
+    monkeypatch.setattr(grader_check, "_CHILD", code)
+
+
+def test_the_cases_run_in_the_submission_without_this_checkout_on_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/checkout")
+    monkeypatch.setenv("HOMEWORK_DATA_DIR", "/checkout/data")
+    monkeypatch.setenv("HF_HOME", "/models")  # the model cache settings are kept
+    child_running(monkeypatch, "import json, os, sys\n"
+                               "print('GRADER-CHECK {\"an earlier line\": 1}')\nprint('loading...')\n"
+                               "print('GRADER-CHECK {\"a second one\": 2}')\n"
+                               "print('GRADER-CHECK ' + json.dumps({'argv': sys.argv[1:], 'cwd': os.getcwd(), 'env': "
+                               "[os.environ.get(k) for k in ('PYTHONPATH', 'HOMEWORK_DATA_DIR', 'HF_HOME')]}))")
+    assert grader_check.run_cases(tmp_path, questions=2, bench_questions=3) == {
+        "argv": [str(tmp_path), "2", "3"], "cwd": str(tmp_path), "env": [None, None, "/models"]}
+    assert grader_check.run_cases(tmp_path)["argv"] == [str(tmp_path), "32", "100"]  # what the grader asks
+
+
+@pytest.mark.parametrize(("code", "exit_code", "tail"), [
+    ("import sys\nfor i in range(20): print('line', i, file=sys.stderr)\nsys.exit(3)", 3,
+     [f"line {i}" for i in range(5, 20)]),  # the last 15 lines of its errors
+    ("for i in range(20): print('out', i)", 0, [f"out {i}" for i in range(5, 20)]),  # no figures: what it printed
+    ("import sys\nprint('GRADER-CHECK {}')\nsys.exit(1)", 1, ["GRADER-CHECK {}"]),  # figures, then a crash
+])
+def test_a_failed_child_raises_with_its_exit_code_and_last_lines(tmp_path, monkeypatch, code, exit_code, tail):
+    child_running(monkeypatch, code)
+    with pytest.raises(RuntimeError) as err:
+        grader_check.run_cases(tmp_path)
+    assert str(err.value) == "\n".join([f"the grader's calling convention failed (exit {exit_code}):", *tail])
+
+
+def test_a_child_that_hangs_is_stopped_at_the_timeout(tmp_path, monkeypatch):
+    import subprocess
+
+    child_running(monkeypatch, "import time\ntime.sleep(30)")
+    with pytest.raises(subprocess.TimeoutExpired):
+        grader_check.run_cases(tmp_path, timeout=0.2)
+
+
+RESULTS = {"package_file": "sub/homework/__init__.py",
+           "generate": {"seconds": 28.84, "loss": 5.1, "outputs": []}, "batched": {"seconds": 4.6, "loss": 7.1},
+           "sft": {"seconds": 12.4, "accuracy": 0.96, "answer_rate": 1.0, "questions": 100, "parameters": 134_515_008}}
+
+
+def test_main_submits_the_adapter_and_prints_each_cases_share_of_the_points(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(grader_check, "PACKAGE_DIR", tmp_path)  # the default adapter: <package>/sft_model
+    (tmp_path / "sft_model").mkdir()
+    (tmp_path / "sft_model" / "adapter_config.json").write_text("{}")
+    laid_out, ran = [], []
+    monkeypatch.setattr(grader_check, "lay_out_submission", lambda dest, adapter: laid_out.append((dest, adapter))
+                        or Path(dest))
+    monkeypatch.setattr(grader_check, "run_cases", lambda *args: ran.append(args) or RESULTS)
+    assert grader_check.main([]) == 0
+    assert capsys.readouterr().out == (
+        "case       seconds  limit  graded\n"
+        "generate      28.8     40  loss 5.100 -> 100% of the case's points\n"
+        "batched        4.6     15  loss 7.100 -> 50% of the case's points\n"
+        "sft           12.4     60  accuracy 0.960 -> 100% of the case's points\n"
+        "SFT model: 134,515,008 parameters (limit 380,000,000)\n")
+    (dest, adapter), = laid_out
+    assert adapter == str(tmp_path / "sft_model") and Path(dest).name.startswith("homework-submission-")
+    assert ran == [(Path(dest), 32, 100)] and not Path(dest).exists()  # the questions the grader asks; copy removed
+
+
+def test_main_writes_the_figures_and_scores_to_json_when_asked(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(grader_check, "lay_out_submission", lambda dest, adapter: Path(dest))
+    ran = []
+    monkeypatch.setattr(grader_check, "run_cases", lambda *args: ran.append(args[1:]) or RESULTS)
+    out = tmp_path / "figures.json"
+    assert grader_check.main(["--adapter", str(tmp_path), "--questions", "2", "--bench-questions", "3",
+                              "--json", str(out)]) == 0
+    assert ran == [(2, 3)]
+    assert json.loads(out.read_text()) == {"results": RESULTS, "scores": grader_check.score(RESULTS)}
+
+
+def test_main_without_a_trained_adapter_exits_2_saying_to_train_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(grader_check, "run_cases", lambda *args: pytest.fail("nothing to submit"))
+    assert grader_check.main(["--adapter", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: --adapter {tmp_path}: no adapter_config.json; train first "
+                                       "(python -m homework.sft train)\n")
+
+
+def test_the_help_explains_each_option(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping
+    with pytest.raises(SystemExit):
+        grader_check.main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m homework.tools.grader_check [-h]")
+    assert "\n  generate  BaseLLM() -> model.eval() -> llm.generate(q) one question at a time" in out  # as written
+    for line in [f"--adapter ADAPTER     the trained adapter to submit (default: {grader_check.PACKAGE_DIR / 'sft_model'})",
+                 "--questions QUESTIONS  questions in the generation cases (grader: 32)",
+                 "--bench-questions BENCH_QUESTIONS  questions in the SFT case (grader: 100)",
+                 "--json JSON           also write the figures to this file"]:
+        assert " ".join(line.split()) in " ".join(out.split()), line

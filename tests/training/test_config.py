@@ -4,6 +4,7 @@ change. (The command line built from these fields is tests/tools/test_cli.py.)""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -11,13 +12,14 @@ import pytest
 from homework.training.config import (
     ConfigError,
     TrainConfig,
-    option,
     accepted_range,
     flag_of,
     make_config,
+    option,
     options,
     resumable_options,
     resumed_config,
+    saved_train_config,
 )
 
 # (option, a value outside its accepted range, the flag named, the range named)
@@ -135,3 +137,63 @@ def test_an_option_records_what_it_is_given_and_infers_the_rest():
     spelled = option(7, "h", none_word="all").metadata
     assert spelled["allow_none"] and spelled["none_word"] == "all"
     assert option(7, "h").default == 7
+
+
+def test_an_unknown_option_is_named_beside_every_known_one():
+    with pytest.raises(ConfigError) as err:
+        make_config(rank=8, learning_rat=1e-3)
+    assert str(err.value) == ("unknown training option(s): learning_rat, rank; known: "
+                              + ", ".join(f.name for f in options()))
+
+
+def test_an_empty_file_name_skips_each_held_out_family_alone():
+    for family in ("heldout_file", "structures_file", "handwritten_file"):
+        cfg = make_config(**{family: ""})
+        assert {n: getattr(cfg, n) for n in ("heldout_file", "structures_file", "handwritten_file")} == {
+            "heldout_file": "heldout", "structures_file": "heldout_structures", "handwritten_file": "handwritten",
+            family: None}
+
+
+def test_a_refused_resume_says_what_differs_and_what_to_do():
+    with pytest.raises(ConfigError) as err:
+        resumed_config(SAVED, {"seed": 0, "lora_alpha": 16, "device": "cpu"})  # named in the options' order
+    assert str(err.value) == ("--resume continues a run with the schedule, data and adapter it started with; these "
+                              "options differ from it: --alpha 16 (the run's: 128), --seed 0 (the run's: 3). Drop them, "
+                              "or start a fresh run without --resume.")
+
+
+def test_a_resumed_run_applies_only_the_options_that_change_something():
+    cfg, applied = resumed_config(SAVED, {"evaluate": True, "seed": 3, "eval_limit": 5})
+    assert applied == ["--eval-limit 5"] and cfg == dataclasses.replace(SAVED, eval_limit=5)
+
+
+def test_a_saved_configuration_is_read_back_with_its_run_id(tmp_path):
+    path = tmp_path / "homework_train_config.json"
+    path.write_text(json.dumps({**dataclasses.asdict(SAVED), "run_id": "run-7"}))
+    assert saved_train_config(path) == (SAVED, "run-7")
+
+
+def test_a_configuration_saved_before_an_option_existed_reads_as_the_run_that_wrote_it(tmp_path):
+    path = tmp_path / "homework_train_config.json"
+    written = dataclasses.asdict(SAVED)
+    del written["lora_layers"], written["heldout_file"]  # then: LoRA on every layer, no held-out grading
+    path.write_text(json.dumps(written))
+    cfg, run_id = saved_train_config(path)
+    assert cfg == dataclasses.replace(SAVED, lora_layers=None, heldout_file=None) and run_id is None
+
+
+def test_the_refusal_lists_every_problem_in_the_options_order_each_with_what_is_accepted():
+    with pytest.raises(ConfigError) as err:
+        make_config(learning_rate=-1.0, batch_size=True, lr_scheduler="step", train_file=None, limit=0, max_steps=0,
+                    lora_layers=0, evaluate="yes")
+    assert str(err.value) == "\n  ".join([
+        "invalid training option(s):",
+        "--train-file (train_file) = None may not be unset: accepted text",
+        "--lr (learning_rate) = -1.0 is out of range: accepted a number and > 0 and <= 1",
+        "--lr-scheduler (lr_scheduler) = 'step' is not accepted: accepted one of cosine, linear, constant, "
+        "constant_with_warmup",
+        "--lora-layers (lora_layers) = 0 is out of range: accepted an integer and >= 1 or 'all'",  # its unset word
+        "--batch-size (batch_size) = True has the wrong type: accepted an integer and >= 1",
+        "--limit (limit) = 0 is out of range: accepted an integer and >= 1 or unset",
+        "--eval (evaluate) = 'yes' has the wrong type: accepted true or false",
+        "--max-steps (max_steps) = 0 trains nothing: accepted -1 (run the epochs) or >= 1"])
