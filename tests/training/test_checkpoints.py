@@ -99,6 +99,36 @@ def test_a_checkpoint_written_again_loses_its_marker_until_its_files_are_whole(t
     assert marked_run(ckpt) == "run-b"
 
 
+def test_a_process_that_writes_no_files_leaves_the_marker_alone(tmp_path, monkeypatch):
+    """Every process takes part in a save; only the one that writes files (should_save) clears and writes the
+    marker. The Trainer's own save is given what the caller passed."""
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    from homework.training.checkpoints import marked_run
+    from homework.training.trainer import SupervisedTrainer
+
+    ckpt = tmp_path / "checkpoint-4"
+    ckpt.mkdir()
+    mark_complete(ckpt, "earlier")
+    seen, waited = [], []
+    monkeypatch.setattr(Trainer, "_save_checkpoint", lambda self, model, trial, *a, **k: seen.append(
+        (model, trial, a, k, (ckpt / COMPLETE_MARKER).exists())))
+    trainer = SupervisedTrainer.__new__(SupervisedTrainer)
+    trainer.args = SimpleNamespace(output_dir=str(tmp_path), should_save=False)
+    trainer.state = SimpleNamespace(global_step=4)
+    trainer.accelerator = SimpleNamespace(wait_for_everyone=lambda: waited.append(1))
+    trainer.run_id = "run-b"
+    trainer._save_checkpoint("model", "trial", "extra", key="value")
+    assert seen == [("model", "trial", ("extra",), {"key": "value"}, True)] and waited == [1]
+    assert marked_run(ckpt) == "earlier"
+    trainer.state.global_step = 6  # a checkpoint the Trainer did not write: nothing to mark
+    trainer.args.should_save = True
+    trainer._save_checkpoint("model", None)
+    assert not (tmp_path / "checkpoint-6").exists()
+
+
 def test_resume_takes_only_the_checkpoints_of_the_named_run(tmp_path):
     for step, run in ((2, "a"), (8, "a"), (3, "b")):
         ckpt = tmp_path / f"checkpoint-{step}"

@@ -2,6 +2,8 @@
 decisive check on the real model -- a packed batch and the same rows dynamically padded give the same loss
 and the same gradients -- and the same through the trainer, step by step."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from hypothesis import given
@@ -97,6 +99,71 @@ def test_an_empty_batch_or_row_is_refused():
         PackingCollator()([])
     with pytest.raises(ValueError, match="no token"):
         PackingCollator()([{"input_ids": [3], "labels": [3], "attention_mask": [0]}])
+
+
+def test_refusals_say_which_row_and_why():
+    with pytest.raises(ValueError, match=r"^cannot collate an empty batch$"):
+        PackingCollator()([])
+    with pytest.raises(ValueError, match=r"^batch row 1: 2 input_ids but 3 labels$"):
+        PackingCollator()([{"input_ids": [3, 4], "labels": [3, 4]}, {"input_ids": [3, 4], "labels": [3, 4, 5]}])
+    with pytest.raises(TrainingHealthError) as info:
+        PackingCollator()([{"input_ids": [3, 4], "labels": [3, 4]}, {"input_ids": [3, 4], "labels": [3, IGNORE_INDEX]}])
+    assert str(info.value).startswith(
+        "batch row 1 has no supervised label (every label is -100): it would train nothing. Failure catalog row 2: "
+        "drop or fix the row before training (the pre-flight scan lists them).")
+
+
+def test_the_mask_is_in_the_models_dtype_on_the_positions_device():
+    # the meta device stands in for a GPU: a tensor made on the default device instead would not mix with it
+    mask = packed_attention_mask(torch.zeros(2, 3, dtype=torch.long, device="meta"), torch.float16)
+    assert (mask.device.type, mask.dtype, mask.shape) == ("meta", torch.float16, (2, 1, 3, 3))
+    assert packed_attention_mask(torch.tensor([[0, 1, 0]]), torch.bfloat16)[0, 0, 2, 0] == torch.finfo(
+        torch.bfloat16).min
+
+
+def test_packed_model_kwargs_give_the_positions_and_a_mask_in_the_embeddings_dtype():
+    from homework.training.packing import packed_model_kwargs
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.other = torch.nn.Linear(2, 2)  # float32, the first parameter: not the one that decides
+            self.embed = torch.nn.Embedding(4, 2).to(torch.bfloat16)
+
+        def get_input_embeddings(self):
+            return self.embed
+
+    class NoEmbeddings(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.index = torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
+            self.weight = torch.nn.Parameter(torch.zeros(2, dtype=torch.float16))
+
+    positions = torch.tensor([[0, 1, 0, 1]])
+    model = Model()
+    kwargs = packed_model_kwargs(SimpleNamespace(module=model), positions)  # through a DDP-like wrapper
+    assert kwargs["position_ids"] is positions and kwargs["attention_mask"].dtype == torch.bfloat16
+    assert torch.equal(kwargs["attention_mask"], packed_attention_mask(positions, torch.bfloat16))
+    # no input embeddings: the first floating-point parameter's dtype
+    assert packed_model_kwargs(NoEmbeddings(), positions)["attention_mask"].dtype == torch.float16
+
+
+def test_a_batch_is_packed_when_it_has_positions_and_no_padding_mask():
+    from homework.training.packing import is_packed
+
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    assert is_packed({"input_ids": ids, "position_ids": ids})
+    assert not is_packed({"input_ids": ids, "position_ids": ids, "attention_mask": ids})  # padded, with positions
+    assert not is_packed({"input_ids": ids, "attention_mask": ids}) and not is_packed({"input_ids": ids})
+
+
+def test_unsupervised_rows_are_counted_across_every_batch_row():
+    # two batch rows of packed rows: [a a | b b] and [c c c | d]; b and d supervise nothing
+    position_ids = torch.tensor([[0, 1, 0, 1], [0, 1, 2, 0]])
+    labels = torch.tensor([[IGNORE_INDEX, 5, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX, IGNORE_INDEX, 7, IGNORE_INDEX]])
+    assert unsupervised_rows({"labels": labels, "position_ids": position_ids}) == 2
+    labels[1, 3] = 9
+    assert unsupervised_rows({"labels": labels, "position_ids": position_ids}) == 1
 
 
 def _loss_and_grads(model, loss_fn, batch):
