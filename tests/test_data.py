@@ -14,7 +14,8 @@ from homework.runtime.errors import DataError
     "answer, correct, ok",
     [(100, 100, True), (104.9, 100, True), (95.1, 100, True), (105.1, 100, False), (94.9, 100, False),
      (-100, 100, False), (-98, -100, True), (0, 0, True), (1e-12, 0, True), (0.1, 0, False),
-     (float("nan"), 100, False), (float("inf"), 100, False), ("abc", 1, False), (0.0014, 0.0014125, True)],
+     (float("nan"), 100, False), (float("inf"), 100, False), ("abc", 1, False), (0.0014, 0.0014125, True),
+     (105, 100, True), (95, 100, True), (1e-9, 0, True), (100, float("inf"), False), (100, float("nan"), False)],
 )
 def test_is_answer_valid_uses_five_percent_relative_tolerance(answer, correct, ok):
     assert is_answer_valid(answer, correct) is ok
@@ -152,3 +153,101 @@ def test_installed_package_without_a_checkout_regenerates_the_splits(tmp_path, m
     monkeypatch.delenv(data_module.DATA_ENV, raising=False)
     assert data_module.data_dir() == tmp_path / "cache" / "data"
     assert (tmp_path / "cache" / "data" / "train.json").read_bytes() == (DATA_DIR / "train.json").read_bytes()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "{path}: not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2). "
+                  "Fix: write a JSON list of [question, answer] pairs"),
+    ('"text"', "{path}: top level is a JSON str, not a list. Fix: write a JSON list of [question, answer] pairs"),
+    ("[]", "{path}: the list is empty. Fix: add at least one [question, answer] pair"),
+    (json.dumps([["q" * 100, 1, 2]]), "1 invalid row(s) in {path}:\n{path}, row 0: expected [question, answer], got "
+                                      + json.dumps(["q" * 100, 1, 2])[:80] + ". Fix: make each row a 2-element list"),
+    ("[[1, 2]]", "1 invalid row(s) in {path}:\n{path}, row 0: question is a int, not a string. "
+                 "Fix: put the question text first"),
+    ('[[" ", 2]]', "1 invalid row(s) in {path}:\n{path}, row 0: question is empty. "
+                   "Fix: remove the row or write the question"),
+    (json.dumps([["q" * 2001, 2]]), "1 invalid row(s) in {path}:\n{path}, row 0: question is 2001 characters "
+                                    "(limit 2000). Fix: shorten or remove the row"),
+    (json.dumps([["q", "9" * 50]]), "1 invalid row(s) in {path}:\n{path}, row 0: answer " + json.dumps("9" * 50)[:40]
+                                    + " is not a number. Fix: write the answer as a JSON number"),
+    ('[["q", NaN]]', "1 invalid row(s) in {path}:\n{path}, row 0: answer nan is not finite. "
+                     "Fix: write a finite number"),
+])
+def test_each_refusal_names_the_file_the_row_what_is_wrong_and_the_fix(tmp_path, content, message):
+    path = _write(tmp_path, content)
+    with pytest.raises(DataError) as err:
+        load_rows(path)
+    assert str(err.value) == message.format(path=path)
+
+
+def test_a_missing_or_non_utf8_file_says_how_to_fix_it(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_rows(tmp_path / "nope.json")
+    assert str(err.value) == (f"{tmp_path / 'nope.json'}: file not found. "
+                              "Fix: run `python -m homework.datagen` or pass an existing file")
+    p = tmp_path / "latin.json"
+    p.write_bytes(b'[["caf\xe9", 1]]')
+    with pytest.raises(DataError) as err:
+        load_rows(p)
+    assert str(err.value) == f"{p}: not UTF-8 text (invalid continuation byte at byte 6). Fix: save the file as UTF-8 JSON"
+
+
+def test_the_first_five_bad_rows_are_listed_and_the_rest_counted(tmp_path):
+    def problems(count):
+        path = _write(tmp_path, json.dumps([["", 1]] * count))
+        with pytest.raises(DataError) as err:
+            load_rows(path)
+        return str(err.value).splitlines()
+
+    listed = [f"{tmp_path / 'bad.json'}, row {i}: question is empty. Fix: remove the row or write the question"
+              for i in range(5)]
+    assert problems(5) == [f"5 invalid row(s) in {tmp_path / 'bad.json'}:", *listed]
+    assert problems(6) == [f"6 invalid row(s) in {tmp_path / 'bad.json'}:", *listed, "(and 1 more rows)"]
+
+
+def test_a_question_of_exactly_the_limit_is_accepted(tmp_path):
+    assert load_rows(_write(tmp_path, json.dumps([["q" * 2000, 1]]))) == [("q" * 2000, 1.0)]
+
+
+def test_a_row_given_twice_is_one_duplicate(tmp_path):
+    path = _write(tmp_path, json.dumps([["q", 1], ["q", 1], ["r", 2]]))
+    with pytest.warns(UserWarning, match=f"^{path}: 1 duplicated row"):
+        load_rows(path)
+
+
+def test_the_data_directory_can_be_named_by_the_environment(tmp_path, monkeypatch):
+    from homework import data as data_module
+
+    monkeypatch.setenv(data_module.DATA_ENV, str(tmp_path))
+    assert data_module.data_dir() == tmp_path
+
+
+def test_splits_regenerated_once_are_reused(tmp_path, monkeypatch):
+    from homework import data as data_module
+    from homework.datagen import generate
+    from homework.runtime.model_source import CACHE_ENV
+
+    monkeypatch.setattr(data_module, "DATA_DIR", tmp_path / "no-checkout")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    (tmp_path / "cache" / "data").mkdir(parents=True)
+    (tmp_path / "cache" / "data" / "train.json").write_text("[]")
+    monkeypatch.setattr(generate, "main", lambda argv: pytest.fail("the splits are there: nothing to regenerate"))
+    assert data_module.data_dir() == tmp_path / "cache" / "data"
+
+
+def test_a_dataset_remembers_its_split(tmp_path):
+    path = _write(tmp_path, json.dumps([["q", 1]]), "mine.json")
+    assert Dataset(str(path)).split == str(path)
+
+
+def test_benchmark_reads_any_object_with_rows_in_data_and_records_each_sample():
+    from types import SimpleNamespace
+
+    result = benchmark(_Oracle({"a": 10.2}), SimpleNamespace(data=[("a", 10.0), ("b", 20.0), ("c", 1.0)]),
+                       max_question=2)
+    assert result.samples == [{"question": "a", "answer": 10.2, "correct_answer": 10.0, "is_correct": True},
+                              {"question": "b", "answer": result.samples[1]["answer"], "correct_answer": 20.0,
+                               "is_correct": False}]
+    assert math.isnan(result.samples[1]["answer"])
+    with pytest.raises(DataError, match="^benchmark got no questions$"):
+        benchmark(_Oracle({}), [])

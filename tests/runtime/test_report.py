@@ -4,6 +4,7 @@ the package calls print()."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,30 @@ def test_a_result_goes_to_the_stream_it_is_given(capsys):
     out = io.StringIO()
     report.result("doctor: all checks passed", out)
     assert out.getvalue() == "doctor: all checks passed\n" and capsys.readouterr().out == ""
+
+
+class _Stream:
+    """A pipe's end as print sees it: what was written, and whether it was flushed after."""
+
+    def __init__(self):
+        self.text, self.flushed = "", True
+
+    def write(self, s):
+        self.text += s
+        self.flushed = False
+
+    def flush(self):
+        self.flushed = True
+
+
+def test_every_line_is_flushed_at_once_so_a_piped_log_is_never_behind(monkeypatch):
+    # stdout to a pipe or a file (nohup, tee, a job log) is block-buffered: unflushed, a line can sit there
+    # for minutes of training, or be lost when the process is killed
+    out, err = _Stream(), _Stream()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    for say in (lambda: report.info("step 1"), lambda: report.result("0.5"), lambda: report.notice("fetching"),
+                lambda: report.error("broken")):
+        say()
+        assert out.flushed and err.flushed
+    assert out.text == "[homework] step 1\n0.5\n" and err.text == "[homework] fetching\nerror: broken\n"

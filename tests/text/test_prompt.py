@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from homework.base_llm import BaseLLM
 from homework.runtime.device import resolve_placement
-from homework.text.prompt import build_prompt, encode
+from homework.text.prompt import build_prompt, encode, prompt_ids
 from homework.text.tokenization import tokenize_row
 from homework.training.collate import IGNORE_INDEX
 
@@ -41,3 +41,10 @@ def test_no_question_starts_the_sequence(hw_tokenizer, question):
     ids = encode(hw_tokenizer, build_prompt(question))
     assert lead and ids[:len(lead)] == lead and len(ids) > len(lead)
     assert ids[0] == encode(hw_tokenizer, build_prompt("40 gram, in milligram?"))[0]  # one first token for all
+
+
+def test_prompt_ids_are_the_encoded_prompt():
+    def tokenizer(text, add_special_tokens):  # one id per character; a BOS (0) where special tokens are asked for
+        return {"input_ids": [0] * add_special_tokens + [ord(c) for c in text]}
+
+    assert prompt_ids(tokenizer, "2  kg\tin g?") == [ord(c) for c in "Question: 2 kg in g?\n"]

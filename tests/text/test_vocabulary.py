@@ -20,9 +20,26 @@ def split_forms(seed):
 @pytest.mark.parametrize("name, expected", [
     ("inch", "inches"), ("foot", "feet"), ("century", "centuries"), ("day", "days"), ("fluid ounce", "fluid ounces"),
     ("cubic foot", "cubic feet"), ("metric ton", "metric tons"), ("gas", "gases"), ("box", "boxes"),
+    ("calory", "calories"), ("key", "keys"), ("square penny", "square pennies"),
 ])
 def test_plural(name, expected):
     assert plural(name) == expected
+
+
+def test_a_name_is_a_lower_case_word_or_words_of_three_letters_or_more_other_than_the_symbol():
+    assert vocabulary._is_name("metric ton", "t") and vocabulary._is_name("sec", "s")
+    assert not any(vocabulary._is_name(form, "min") for form in ("min", "hr", "mL", "km2", "cu_ft"))
+
+
+def test_a_spelling_outside_the_vocabulary_means_nothing_beside_any_kind():
+    assert vocabulary.reading("furlongs") is None and vocabulary.reading("furlongs", "length") is None
+
+
+def test_case_variants_keep_what_pint_reads_as_the_same_unit_or_not_at_all():
+    assert vocabulary._case_variants(["l"], "liter") == ["L"]  # pint reads L as the liter too
+    assert vocabulary._case_variants(["ml"], "milliliter") == []  # ML and Ml are pint's megaliter
+    # KPH is a symbol already: only Kph is new (pint has no such unit, so it is free to mean ours)
+    assert vocabulary._case_variants(["kph", "KPH"], "kilometer / hour") == ["Kph"]
 
 
 def _pint_reading(form: str):
