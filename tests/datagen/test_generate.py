@@ -284,3 +284,59 @@ def test_the_hand_written_questions_cover_every_class_of_the_structures_report()
     for question, _, src, dst, ts in side:
         if "fluid-ounce" in ts:
             assert "fluid_ounce" in (src, dst) and re.search(r"\b(ounces?|oz)\b", question) and "fl" not in question
+
+
+class _Scripted:
+    """A random.Random stand-in: random() returns the scripted values in turn; randint gives its lower or upper
+    bound, so each shape of quantity shows the ends of its range."""
+
+    def __init__(self, draws, end):
+        self.draws, self.end = list(draws), end
+
+    def random(self):
+        return self.draws.pop(0)
+
+    def randint(self, a, b):
+        return a if self.end == "low" else b
+
+
+@pytest.mark.parametrize(("r", "low", "high"), [
+    (0.0, "1", "20"), (0.25, "21", "100"), (0.40, "101", "999"), (0.55, "1000", "9999"),
+    (0.65, "1.1", "99.9"), (0.85, "1.01", "99.99"), (0.92, "0.01", "0.99"), (0.999, "0.01", "0.99"),
+])
+def test_each_quantity_shape_spans_its_documented_range_and_share(r, low, high):
+    # the shares are half-open intervals of one uniform draw: r = 0.25 is already the second shape
+    assert datagen._quantity(_Scripted([r, 0.5], "low")) == low
+    assert datagen._quantity(_Scripted([r, 0.5], "high")) == high
+
+
+def test_a_four_digit_quantity_has_a_thousands_comma_three_times_in_ten():
+    assert datagen._quantity(_Scripted([0.6, 0.29], "high")) == "9,999"
+    assert datagen._quantity(_Scripted([0.6, 0.3], "high")) == "9999"
+
+
+def test_the_command_line_passes_its_seed_and_reports_what_it_wrote(tmp_path, monkeypatch, capsys):
+    seeds = []
+    small = datagen.build_splits(n_train=4, n_valid=2, n_heldout=2, n_heldout_structures=2)
+    monkeypatch.setattr(datagen, "build_splits", lambda seed: seeds.append(seed) or small)
+    assert datagen.main(["--out", str(tmp_path), "--seed", "7"]) == 0
+    assert seeds == [7]
+    out = capsys.readouterr().out
+    assert f"wrote 4 rows to {tmp_path / 'train.json'}" in out
+    assert f"wrote {tmp_path / 'productions.json'}\n" in out  # the productions table is not a list of rows
+    (tmp_path / "valid.json").write_text("[]\n")
+    assert datagen.main(["--out", str(tmp_path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"out of date (run python -m homework.datagen): {tmp_path / 'valid.json'}" in err
+    (tmp_path / "train.json").unlink()
+    datagen.main(["--out", str(tmp_path), "--check"])
+    assert f"{tmp_path / 'train.json'}, {tmp_path / 'valid.json'}" in capsys.readouterr().err
+
+
+def test_the_command_line_help_says_what_it_does(capsys):
+    with pytest.raises(SystemExit):
+        datagen.main(["--help"])
+    text = capsys.readouterr().out
+    assert "\n".join(datagen.__doc__.splitlines()[2:4]) in text  # the description keeps its own line breaks
+    assert "output directory (default: data/)" in text
+    assert "verify the files in --out match, write nothing" in text
