@@ -144,9 +144,11 @@ MUTANT_ENV = {"HYPOTHESIS_PROFILE": "mutants", "OMP_NUM_THREADS": "1", "MKL_NUM_
               "TOKENIZERS_PARALLELISM": "false"}
 
 
-def mutation_scores(results: str, equivalent: set[str]) -> tuple[dict[str, dict[str, int]], list[str], list[str]]:
-    """Per module: killed (a test failed or timed out), survived, untested and listed-equivalent mutants; the
-    survivors nobody has reviewed; and listed names that no longer survive (a stale list hides nothing new)."""
+def mutation_scores(results: str, reviewed: dict[str, str]) -> tuple[dict[str, dict[str, int]], list[str], list[str]]:
+    """Per module: killed (a test failed or timed out), survived, untested, listed-equivalent and listed-gap
+    mutants; the survivors nobody has reviewed; and listed names that no longer survive (a stale list hides
+    nothing new). `reviewed` maps a mutant to its reason; a reason starting with "GAP" is a known survivor that
+    is not equivalent (it still counts against the score), any other reason says why it is equivalent."""
     scores: dict[str, dict[str, int]] = {}
     unreviewed, surviving = [], set()
     for line in results.splitlines():
@@ -154,17 +156,30 @@ def mutation_scores(results: str, equivalent: set[str]) -> tuple[dict[str, dict[
         if not name.startswith(("homework.", "sft_contract.")):
             continue
         module = name.split(".x")[0].partition(".")[2]  # homework.text.answers.x_parse_answer__mutmut_4 -> text.answers
-        row = scores.setdefault(module, {"killed": 0, "survived": 0, "untested": 0, "equivalent": 0})
+        if name.startswith("sft_contract."):
+            module = name.split(".x")[0]
+        row = scores.setdefault(module, {"killed": 0, "survived": 0, "untested": 0, "equivalent": 0, "gap": 0})
         if status in ("killed", "timeout"):
             row["killed"] += 1
             continue
         surviving.add(name)
-        if name in equivalent:
-            row["equivalent"] += 1
-        else:
+        reason = reviewed.get(name)
+        if reason is None:
             row["untested" if status == "no tests" else "survived"] += 1
             unreviewed.append(f"{name}: {status}")
-    return scores, unreviewed, sorted(equivalent - surviving)
+        elif reason.startswith("GAP"):
+            row["gap"] += 1
+        else:
+            row["equivalent"] += 1
+    return scores, unreviewed, sorted(set(reviewed) - surviving)
+
+
+def reviewed_mutants(path: Path = EQUIVALENT_MUTANTS) -> dict[str, str]:
+    """tests/mutants-equivalent.txt: `<mutant name>  <reason>` per line, '#' lines are comments."""
+    if not path.is_file():
+        return {}
+    pairs = (line.split(None, 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
 
 
 @nox.session
@@ -179,15 +194,13 @@ def mutants(session):
     # only the timeout ends it. One thread per process keeps the children fork-safe; two children use both cores.
     session.run("mutmut", "run", "--max-children", "2", *session.posargs, env=MUTANT_ENV)
     results = session.run("mutmut", "results", "--all", "true", silent=True) or ""
-    equivalent = {line.split()[0] for line in EQUIVALENT_MUTANTS.read_text().splitlines()
-                  if line.strip() and not line.startswith("#")} if EQUIVALENT_MUTANTS.is_file() else set()
-    scores, unreviewed, stale = mutation_scores(results, equivalent)
-    session.log(f"{'module':<18} {'killed':>6} {'survived':>8} {'untested':>8} {'equiv.':>6} {'score':>6}")
+    scores, unreviewed, stale = mutation_scores(results, reviewed_mutants())
+    session.log(f"{'module':<24} {'killed':>6} {'survived':>8} {'untested':>8} {'gap':>4} {'equiv.':>6} {'score':>6}")
     low = []
     for module, row in sorted(scores.items()):
-        judged = row["killed"] + row["survived"] + row["untested"]
+        judged = row["killed"] + row["survived"] + row["untested"] + row["gap"]
         score = row["killed"] / judged if judged else 1.0
-        session.log(f"{module:<18} {row['killed']:>6} {row['survived']:>8} {row['untested']:>8} "
+        session.log(f"{module:<24} {row['killed']:>6} {row['survived']:>8} {row['untested']:>8} {row['gap']:>4} "
                     f"{row['equivalent']:>6} {score:>6.1%}")
         if score < MUTATION_TARGET:
             low.append(module)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sft_contract.catalog import CATALOG, ENTRIES, Entry, explain
+from sft_contract.catalog import CATALOG, ENTRIES, Entry, catalog_markdown, entry_markdown, explain, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,12 +18,19 @@ def _catalog_command(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def test_the_document_is_the_commands_output():
+def test_the_document_is_the_commands_output(capsys):
     """Regenerate with: python -m sft_contract.catalog > docs/failure-catalog.md"""
-    proc = _catalog_command()
-    assert proc.returncode == 0 and proc.stderr == ""
-    assert (ROOT / "docs" / "failure-catalog.md").read_text(encoding="utf-8") == proc.stdout, (
+    assert main([]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert (ROOT / "docs" / "failure-catalog.md").read_text(encoding="utf-8") == out, (
         "docs/failure-catalog.md is stale: python -m sft_contract.catalog > docs/failure-catalog.md")
+
+
+def test_python_dash_m_runs_the_command():
+    proc = _catalog_command("3")
+    assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == entry_markdown(3)
+    assert _catalog_command("x").returncode == 2
 
 
 def test_every_row_has_every_field():
@@ -47,18 +54,55 @@ def test_every_named_test_exists():
             assert (ROOT / path).is_file() and function in _functions(ROOT / path), (row, name)
 
 
-@pytest.mark.parametrize("row", [1, 9, 15])
-def test_one_row_and_the_pointer_in_messages(row):
-    proc = _catalog_command(str(row))
-    assert proc.returncode == 0 and proc.stdout.startswith(f"## Row {row}: {ENTRIES[row].failure}\n")
-    assert proc.stdout in _catalog_command().stdout
+@pytest.mark.parametrize("row", [1, 9, 15, 17])
+def test_one_row_and_the_pointer_in_messages(row, capsys):
+    assert main([str(row)]) == 0
+    out = capsys.readouterr().out
+    assert out == entry_markdown(row) and out.startswith(f"## Row {row}: {ENTRIES[row].failure}\n\n")
+    main([])
+    assert out in capsys.readouterr().out
     assert explain(row) == f"[failure catalog row {row}] {CATALOG[row]} (python -m sft_contract.catalog {row})"
+    assert explain(row, "homework.catalog").endswith(f"(python -m homework.catalog {row})")
 
 
-@pytest.mark.parametrize("args", [["0"], ["18"], ["x"], ["1", "2"]])
-def test_an_unknown_row_is_a_usage_error(args):
-    proc = _catalog_command(*args)
-    assert proc.returncode == 2 and proc.stdout == "" and "usage: python -m sft_contract.catalog" in proc.stderr
+def test_a_row_section_lists_every_field_under_its_label():
+    e = ENTRIES[5]
+    assert entry_markdown(5).splitlines() == [
+        f"## Row 5: {e.failure}", "",
+        f"- **What you see.** {e.seen}",
+        f"- **Cause.** {e.cause}",
+        f"- **Reported in.** {e.reports}",
+        f"- **How this repository catches it.** {e.caught_by}",
+        "- **Tests.** " + ", ".join(f"`{t}`" for t in e.tests),
+        "", f"Short form, as error messages print it: {CATALOG[5]}"]
+
+
+def test_the_whole_catalog_is_an_index_table_then_every_row():
+    text = catalog_markdown()
+    lines = text.splitlines()
+    assert lines[0] == "# The failure catalog"
+    table = lines.index("| row | failure | what you see |")
+    assert lines[table + 1] == "| --- | --- | --- |"
+    assert lines[table + 2:table + 2 + len(ENTRIES)] == [f"| {r} | {e.failure} | {e.seen} |" for r, e in ENTRIES.items()]
+    assert lines[table + 2 + len(ENTRIES)] == ""
+    assert text.endswith("".join("\n" + entry_markdown(r) for r in ENTRIES))
+    assert text.count("\n## Row ") == len(ENTRIES)
+
+
+@pytest.mark.parametrize("args", [["0"], ["18"], ["x"], ["1", "2"], ["-1"]])
+def test_an_unknown_row_is_a_usage_error(args, capsys):
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "usage: python -m sft_contract.catalog [ROW]  (ROW is 1 to 17)\n"
+    main(args, prog="homework.catalog")
+    assert "usage: python -m homework.catalog [ROW]" in capsys.readouterr().err
+
+
+def test_no_arguments_reads_the_command_line(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["catalog", "4"])
+    assert main() == 0 and capsys.readouterr().out == entry_markdown(4)
+    monkeypatch.setattr("sys.argv", ["catalog"])
+    assert main() == 0 and capsys.readouterr().out.startswith("# The failure catalog\n")
 
 
 def test_the_catalog_imports_nothing_heavy():

@@ -167,3 +167,97 @@ def test_a_contract_without_a_trainer_trains_with_a_stock_trainer(sftproj):
 
     records, _ = check_first_steps(dataclasses.replace(c, make_trainer=rarely_logging))
     assert [r.step for r in records] == [1, 2, 3] and all(r.grad_norm > 0 for r in records)  # no clipping: measured
+
+
+def test_a_check_runs_on_a_sources_contract_with_its_examples_unless_given():
+    from sft_contract.checks import Check, ContractSource
+
+    seen = []
+    check = Check("probe", lambda contract, examples: seen.append((contract, examples)))
+    source = ContractSource(lambda: "the contract", examples=7)
+    check(source)
+    check(source, examples=3)
+    check("a contract")
+    check("a contract", examples=2)
+    assert seen == [("the contract", 7), ("the contract", 3), ("a contract", 20), ("a contract", 2)]
+    assert repr(check) == "probe"
+
+
+def test_a_contract_source_builds_once_and_sets_the_steps_if_given():
+    from sft_contract.checks import ContractSource
+
+    built = []
+
+    def factory():
+        built.append(1)
+        return _contract(None)
+
+    source = ContractSource(factory, steps=5)
+    assert source.get() is source.get() and source.get().steps == 5 and len(built) == 1
+    assert ContractSource(lambda: _contract(None)).get().steps == 3  # the contract's own
+
+
+def test_a_contract_source_is_named_by_its_factory():
+    import functools
+
+    from sft_contract.checks import ContractSource
+
+    assert repr(ContractSource(_contract)) == f"{__name__}._contract"
+    partial = functools.partial(_contract, None)  # no __qualname__
+    assert repr(ContractSource(partial)) == repr(partial)
+
+
+def test_a_contract_without_examples_is_a_violation():
+    from sft_contract.checks import _examples
+
+    with pytest.raises(ContractViolation, match="^the contract has no examples\n") as err:
+        _examples(dataclasses.replace(_contract(None), examples=[]))
+    assert err.value.catalog_row == 2
+    assert _examples(_contract(None)) == [("a?", "1"), ("bbbb?", "22"), ("cc?", "3")]
+
+
+def test_the_batterys_properties_are_derandomized_untimed_and_unshrunk():
+    from hypothesis import HealthCheck, Phase, settings
+
+    from sft_contract.checks import hypothesis_settings
+
+    current = settings.get_current_profile_name()
+    settings.load_profile("default")  # what a project's run without a profile of its own gets
+    try:
+        s = hypothesis_settings(7)
+    finally:
+        settings.load_profile(current)
+    assert (s.max_examples, s.derandomize, s.deadline, s.database) == (7, True, None, None)
+    assert set(s.suppress_health_check) == set(HealthCheck) and tuple(s.phases) == (Phase.explicit, Phase.generate)
+
+
+def test_new_numbers_replace_the_integers_in_order_and_run_out_gracefully():
+    from sft_contract.checks import _with_new_numbers
+
+    assert _with_new_numbers("12 apples and 3 pears cost 45", [7, 800]) == "7 apples and 800 pears cost 45"
+    assert _with_new_numbers("no digits", [1]) == "no digits"
+
+
+def test_an_untrained_model_is_kept_for_the_next_check_that_asks():
+    from sft_contract import checks
+
+    made = []
+    c = dataclasses.replace(_contract(None), make_model=lambda: made.append(object()) or made[-1])
+    other = dataclasses.replace(_contract(None), make_model=lambda: "other's")
+    try:
+        first = checks._untrained_model(c, keep=True)
+        assert checks._untrained_model(other, keep=False) == "other's"  # one per contract
+        assert checks._untrained_model(c, keep=False) is first and len(made) == 1  # handed on, then dropped
+        assert checks._untrained_model(c, keep=False) is not first and len(made) == 2
+    finally:
+        checks.release()
+
+
+def test_the_parametrized_checks_share_one_source_with_the_settings_given():
+    def factory():
+        return None
+
+    mark = sft_contract.parametrize_with_checks(factory, steps=4, examples=6)
+    source = mark.args[1][0].values[0]
+    assert (source.factory, source.steps, source.examples) == (factory, 4, 6)
+    assert [p.values[1] for p in mark.args[1]] == sft_contract.CHECKS

@@ -91,3 +91,72 @@ def test_the_same_prompt_text_in_other_ids_is_a_tokenization_seam():
     seam = prompt_problem(SeamTokenizer(), ids[:len(PROMPT) - 1] + [COLON] + ids[len(PROMPT):], labels,
                           ids[:len(PROMPT)])
     assert isinstance(seam, RowProblem) and (seam.check, seam.row) == ("prompt_not_prefix", 4)
+
+
+def test_a_special_token_only_at_inference_is_another_prompt_not_a_seam():
+    """A tokenizer whose BOS is its EOS (GPT-2 style): inference prepends it, training did not. Decoded with the
+    special tokens kept, the row's text does not start with the prompt's: catalog row 11."""
+    ids, labels = _row()
+    problem = prompt_problem(TOK, ids, labels, [0] + [ord(c) for c in PROMPT])
+    assert (problem.check, problem.row) == ("prompt_not_prefix", 11)
+
+
+def test_row_problems_runs_the_prompt_check_once():
+    """With prompt_ids and an answer, a supervised prompt is named once, by the prompt check."""
+    ids, labels = _row(supervise_from=0)
+    assert _checks(ids, labels, prompt_ids=[ord(c) for c in PROMPT], answer=ANSWER) == [("prompt_supervised", 16)]
+    ids, labels = _row()
+    seam = ids[:len(PROMPT) - 1] + [COLON] + ids[len(PROMPT):]
+    found = row_problems(SeamTokenizer(), seam, labels, prompt_ids=ids[:len(PROMPT)])
+    assert [(p.check, p.row) for p in found] == [("prompt_not_prefix", 4)]
+
+
+def _whats(ids, labels, **kw):
+    return [p.what for p in row_problems(TOK, ids, labels, **kw)]
+
+
+def test_each_row_problem_says_what_it_found():
+    ids, labels = _row()
+    assert _whats([1, 2], [-100]) == ["2 input ids but 1 labels"]
+    assert _whats(ids, [-100] * len(ids)) == ["no label is supervised (every label is -100)"]
+    rewritten = labels[:len(PROMPT)] + [ord("x")] * (len(labels) - len(PROMPT))  # the answer's 2 and the EOS
+    assert _whats(ids, rewritten)[0] == f"labels at positions {list(range(len(PROMPT), len(ids)))} differ from their input ids"
+    long_ids, long_labels = _row(answer=" 1234567")
+    assert _whats(long_ids, [lab if lab == -100 else 7 for lab in long_labels])[0].startswith(
+        f"labels at positions {list(range(len(PROMPT), len(PROMPT) + 5))} differ")  # the first five only
+    assert _whats(*_truncated(), answer=" 512") == [
+        "the supervised tokens stop at '51', short of the answer ' 512', with no EOS: the row was cut before its "
+        "answer ended"]
+    assert _whats(*_eos_masked()) == [f"the last supervised label is {ord('5')}, not EOS (0); the model never learns to stop"]
+    gap_ids, gap_labels = _gap()
+    n = len(PROMPT)
+    assert _whats(gap_ids, gap_labels) == [f"the supervised positions {[n, n + 2, n + 3]} are not one answer span"]
+    assert _whats(*_row(supervise_from=0), answer=ANSWER) == [
+        f"the supervised tokens decode to {(PROMPT + ANSWER)!r}: the prompt is supervised along with the answer ' 5'"]
+    assert _whats(*_row(answer=" 55", supervise_from=n + 2), answer=" 55") == [
+        "the supervised tokens decode to '5', not the answer ' 55'"]
+
+
+LONG_PROMPT = "Question: what is 2+3?\nAnswer:"
+
+
+def test_each_prompt_problem_says_what_it_found():
+    prompt = [ord(c) for c in LONG_PROMPT]
+    n = len(prompt)
+
+    def what(row, prompt_ids=prompt, tokenizer=TOK):
+        return prompt_problem(tokenizer, *row, prompt_ids).what
+
+    ids, labels = _row(LONG_PROMPT)
+    # one prompt token supervised, the one right before the answer
+    assert what(_row(LONG_PROMPT, supervise_from=n - 1)) == f"1 of the prompt's {n} tokens are supervised (from position {n - 1})"
+    assert what(_row(LONG_PROMPT, supervise_from=n + 1)) == (
+        f"training supervises from position {n + 1}, the inference prompt is {n} tokens: the answer's first tokens "
+        "go unsupervised")
+    other = [ord(c) for c in "Q: " + LONG_PROMPT]
+    assert what((ids, labels), other) == (
+        f"the inference prompt's ids are not the training row's prompt: {other[:12]}... vs {ids[:12]}...")
+    seam = ids[:n - 1] + [COLON] + ids[n:]
+    assert what((seam, labels), tokenizer=SeamTokenizer()) == (
+        f"the prompt's ids {prompt[:12]}... are not the row's first ids {seam[:12]}...: the same text tokenized "
+        "differently across the prompt/answer boundary")
