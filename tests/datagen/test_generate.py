@@ -340,3 +340,21 @@ def test_the_command_line_help_says_what_it_does(capsys):
     assert "\n".join(datagen.__doc__.splitlines()[2:4]) in text  # the description keeps its own line breaks
     assert "output directory (default: data/)" in text
     assert "verify the files in --out match, write nothing" in text
+
+
+class _ScriptedChoice(_Scripted):
+    def choice(self, seq):
+        return seq[0]
+
+
+@pytest.mark.parametrize(("draws", "expected"), [
+    ([0.0, 0.0, 0.5], "Before. Is it 6 X?"),
+    ([0.0, 0.4, 0.5], "Is it 6 X? After."),
+    ([0.0, 0.8, 0.5], "Before. Is it 6 X? After."),
+    ([datagen.CONTEXT_SHARE, 0.0], "Is it 6 X"),  # final punctuation dropped, nothing else
+    ([datagen.CONTEXT_SHARE, 0.1], "is it 6 X?"),
+    ([datagen.CONTEXT_SHARE, 0.2], "Is it 6 X?"),
+])
+def test_decoration_adds_context_and_drops_punctuation_or_capitals_in_its_shares(draws, expected):
+    context = (["Before."], ["After."])
+    assert datagen._decorate("Is it 6 X?", _ScriptedChoice(draws, "low"), context) == expected
