@@ -164,3 +164,10 @@ def test_markers_without_a_run_id_and_rewrites_without_a_marker(tmp_path):
     clear_mark(ckpt)
     clear_mark(ckpt)  # already gone
     assert not (ckpt / COMPLETE_MARKER).exists() and marked_run(ckpt) is None
+
+
+def test_run_ids_are_short_distinct_hex_names():
+    from homework.training.checkpoints import new_run_id
+
+    ids = {new_run_id() for _ in range(50)}
+    assert len(ids) == 50 and all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
