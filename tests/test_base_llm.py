@@ -1,7 +1,6 @@
 """BaseLLM's own wiring: what it loads, and how generate, answer and the course's test_model use the batched path
 (the generation itself is tested on the real model in tests/test_sft.py and the contract battery)."""
 
-import pytest
 import torch
 
 from homework import base_llm
