@@ -209,3 +209,12 @@ def test_every_named_answer_fits_the_generation_budget(hw_tokenizer):
     longest = max(len(encode(hw_tokenizer, format_example_named(q, a)["answer"]))
                   for split in SPLITS for q, a in json.loads((DATA_DIR / f"{split}.json").read_text()))
     assert longest + 1 <= DEFAULT_MAX_NEW_TOKENS
+
+
+@pytest.mark.parametrize("question", ["How many g is 6kg?", "How many g is 6 kg?"])
+def test_a_unit_right_after_the_quantity_is_its_unit_written_with_or_without_a_space(question):
+    from homework.text.expression_format import _QUANTITY, _candidates
+    from homework.text.vocabulary import reading
+
+    # only one reading, kg -> g: the unit after the quantity is the source, not either of the two
+    assert _candidates(question, _QUANTITY.search(question)) == [(reading("kg"), reading("g"))]

@@ -116,7 +116,7 @@ def test_tokenized_dataset_fixed_length_by_default(hw_tokenizer):
 
     ds = TokenizedDataset(hw_tokenizer, Dataset("valid"), format_example)
     assert {len(ds[i]["input_ids"]) for i in range(len(ds))} == {128}
-    assert len(ds) == 300
+    assert len(ds) == 300 and ds.max_length == 128  # what a caller reads back is the length rows were padded to
 
 
 # ---------------------------------------------------------------- exact layout on a character tokenizer (fast)

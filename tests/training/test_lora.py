@@ -98,3 +98,42 @@ def test_resume_keeps_the_layout_a_checkpoint_was_written_with(tmp_path):
     path.write_text(json.dumps(written))
     resumed, run_id = saved_train_config(path)
     assert resumed.lora_layers is None and resumed.lora_rank == 8 and run_id is None
+
+
+def test_the_adapter_is_laid_out_as_the_options_say(tiny_llama):
+    # the options that shape the adapter reach peft's config and the layers (alpha / r is the update's scale)
+    cfg = TrainConfig(lora_layers=1, lora_rank=4, lora_alpha=12, lora_dropout=0.25, fused_lora=False)
+    model = build_lora_model(tiny_llama, cfg)
+    lora = model.peft_config["default"]
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.bias) == (4, 12, 0.25, "none")
+    assert str(lora.task_type).endswith("CAUSAL_LM") and not lora.inference_mode
+    assert type(model).__name__ == "PeftModelForCausalLM"  # generate() and the causal-LM loss wrappers
+    layer = model.get_base_model().model.layers[N_LAYERS - 1].self_attn.q_proj
+    assert layer.scaling["default"] == 3.0 and layer.lora_dropout["default"].p == 0.25
+    assert any(p.requires_grad for p in model.parameters())
+
+
+def test_the_decoder_layers_are_the_longest_layer_list_and_errors_name_the_model():
+    model = torch.nn.Module()
+    model.heads = torch.nn.ModuleList([torch.nn.Linear(4, 4)])  # a short list, first in order and by name
+    model.blocks = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(4, 4)) for _ in range(3)])
+    assert lora_target_modules(model, 1) == ["blocks.2.0"]
+
+    class Headless(torch.nn.Module):
+        pass
+
+    with pytest.raises(HomeworkError, match="--lora-layers 1: Headless has no list of decoder layers"):
+        lora_target_modules(Headless(), 1)
+    no_linear = torch.nn.Module()
+    no_linear.blocks = torch.nn.ModuleList([torch.nn.ReLU(), torch.nn.ReLU()])
+    with pytest.raises(HomeworkError, match=r"--lora-layers 1: no nn.Linear in blocks; pass --lora-layers all"):
+        lora_target_modules(no_linear, 1)
+
+
+def test_a_model_peft_cannot_adapt_is_a_clear_error():
+    class Opaque(torch.nn.Module):  # no linear layer for "all-linear" to find
+        def forward(self, x):
+            return x
+
+    with pytest.raises(HomeworkError, match="LoRA could not attach to the model: .+"):
+        build_lora_model(Opaque(), TrainConfig(lora_layers=None, fused_lora=False))
