@@ -124,3 +124,65 @@ def test_doctor_cli_exit_status():
     proc = run_cli("-m", "homework.sft", "doctor", "--model", "./no/such/model")
     assert proc.returncode == 1 and "FAIL" in proc.stdout and "neither an existing directory" in proc.stdout
     assert "SKIP" in proc.stdout and "doctor: FAILED" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(hw_tokenizer, tmp_path_factory):
+    """A randomly initialised Llama with the real tokenizer, saved as a model directory: every check of the
+    doctor runs on it in seconds. 16 layers, because the shipped recipe adapts the last 15."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(hw_tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=16,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=hw_tokenizer.bos_token_id,
+                         eos_token_id=hw_tokenizer.eos_token_id, pad_token_id=hw_tokenizer.pad_token_id)
+    path = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(path)
+    hw_tokenizer.save_pretrained(path)
+    return path
+
+
+def _rows(text: str) -> dict[str, tuple[str, str]]:
+    """The table as {check: (result, detail)}; a detail may run over several lines."""
+    lines = text.splitlines()
+    width = lines[0].index("result")
+    rows: dict[str, tuple[str, str]] = {}
+    for line in lines[1:-1]:
+        result = line[width:width + 6].rstrip()
+        if result in ("PASS", "FAIL", "SKIP"):
+            name = line[:width].rstrip()
+            rows[name] = (result, line[width + 17:])
+        else:
+            rows[name] = (rows[name][0], rows[name][1] + "\n" + line)
+    return rows
+
+
+def test_every_check_passes_on_a_healthy_model_and_says_what_it_saw(tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("HOMEWORK_FAULT", raising=False)
+    out = io.StringIO()
+    assert run_doctor(model=str(tiny_model_dir), device="cpu", rows=8, steps=2, out=out) == 0, out.getvalue()
+    text = out.getvalue()
+    rows = _rows(text)
+    assert list(rows) == ["load model", "tokenize data", "pre-flight scan", "2-step smoke run", "adapter save/reload",
+                          "train/inference prompt"]
+    assert all(result == "PASS" for result, _ in rows.values()), text
+    assert str(tiny_model_dir) in rows["load model"][1] and rows["load model"][1].endswith(" on cpu/float32")
+    assert re.fullmatch(r"8 rows tokenized from .*train\.json", rows["tokenize data"][1])
+    assert rows["pre-flight scan"][1] == "8 rows clean"
+    assert re.fullmatch(r"step 1: loss \d+\.\d{3} grad \d+\.\d{2}, step 2: loss \d+\.\d{3} grad \d+\.\d{2}",
+                        rows["2-step smoke run"][1])
+    assert re.fullmatch(r"reloaded logits within [\d.e-]+ of the trained model's, which moved off the base",
+                        rows["adapter save/reload"][1])
+    assert rows["train/inference prompt"][1] == "inference prompt == training prompt on 8 rows"
+    assert re.fullmatch(r"doctor: all checks passed in \d+\.\d s", text.splitlines()[-1])
+
+
+def test_a_fault_in_training_fails_its_check_naming_the_cause_and_skips_the_rest(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HOMEWORK_FAULT", "zero_lr")
+    out = io.StringIO()
+    assert run_doctor(model=str(tiny_model_dir), device="cpu", rows=8, steps=2, out=out) == 1
+    rows = _rows(out.getvalue())
+    assert [r for r, _ in rows.values()] == ["PASS", "PASS", "PASS", "FAIL", "SKIP", "SKIP"]
+    assert EXPECTED["zero_lr"] in rows["2-step smoke run"][1]
