@@ -35,6 +35,28 @@ def tolerant_snapshot(snapshot):
     return snapshot.use_extension(TolerantJSONExtension)
 
 
+def random_llama(vocab_size: int = 32, layers: int = 1, hidden: int = 8, **config):
+    """A seeded, randomly initialised Llama of a few thousand weights: fast tests of code that needs a real
+    causal LM (training steps, LoRA layout, generation, a model directory) without model files."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                                        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
+                                        **config))
+
+
+def load_foreign_project(module_name: str):
+    """tests/foreign_project/sftproj.py (the kit's foreign project, not on sys.path) as a fresh module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "tests" / "foreign_project" / "sftproj.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env, timeout=timeout,

@@ -2,7 +2,6 @@
 project (tests/foreign_project/sftproj.py); the plugin around them is tested in test_plugin.py."""
 
 import dataclasses
-import importlib.util
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from sft_contract.contract import (
     first_divergence,
     varied_lengths,
 )
-from tests.conftest import REPO
+from tests.conftest import load_foreign_project
 
 
 class CharTokenizer:
@@ -106,10 +105,7 @@ def test_check_batch_names_each_collator_fault(collate, row, words):
 
 @pytest.fixture(scope="module")
 def sftproj():
-    spec = importlib.util.spec_from_file_location("sftproj_checks", REPO / "tests" / "foreign_project" / "sftproj.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_foreign_project("sftproj_checks")
 
 
 def _pack_leaky(rows):

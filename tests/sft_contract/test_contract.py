@@ -2,7 +2,6 @@
 random Llama (tests/foreign_project/sftproj.py) against greedy decoding done by hand, one forward pass a token."""
 
 import dataclasses
-import importlib.util
 import os
 from types import SimpleNamespace
 
@@ -28,17 +27,14 @@ from sft_contract.contract import (
     train_a_few_steps,
     varied_lengths,
 )
-from tests.conftest import REPO
+from tests.conftest import load_foreign_project
 
 QUESTIONS = ["what is 1 plus 3?", "what is 300 plus 1000?", "what is 40 plus 25?"]  # three prompt lengths
 
 
 @pytest.fixture(scope="module")
 def sftproj():
-    spec = importlib.util.spec_from_file_location("sftproj_contract", REPO / "tests" / "foreign_project" / "sftproj.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_foreign_project("sftproj_contract")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from sft_contract import plugin
-from tests.conftest import REPO
+from tests.conftest import REPO, load_foreign_project
 
 WITH_PLUGIN = ("-p", "no:sft_contract", "-p", "sft_contract.plugin")
 FOREIGN = (REPO / "tests" / "foreign_project" / "sftproj.py").read_text()
@@ -125,14 +125,9 @@ def warmed_up():
     """Run the foreign project's checks once in this process first. pytester's in-process runs drop the
     modules a run imported; torch and transformers load parts lazily, and importing those again in a later
     run crashed the interpreter (a segfault), so everything the battery touches is imported up front."""
-    import importlib.util
-
     from sft_contract import contract as sft
 
-    spec = importlib.util.spec_from_file_location("sftproj_warmup", REPO / "tests" / "foreign_project" / "sftproj.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.contract()
+    c = load_foreign_project("sftproj_warmup").contract()
     sft.check_batched_generation(c, c.make_model(), sft.varied_lengths(c, 2), max_new_tokens=2)
     sft.check_save_and_reload(c, c.examples[0][0])
     import sft_contract.battery  # noqa: F401

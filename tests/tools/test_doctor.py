@@ -10,6 +10,7 @@ import pytest
 from homework.runtime.errors import HomeworkError
 from homework.tools.doctor import Check, _timed, run_doctor
 from homework.training.faults import FAULTS
+from tests.conftest import random_llama
 
 
 def test_a_check_passes_with_its_detail_and_time():
@@ -130,16 +131,11 @@ def test_doctor_cli_exit_status():
 def tiny_model_dir(hw_tokenizer, tmp_path_factory):
     """A randomly initialised Llama with the real tokenizer, saved as a model directory: every check of the
     doctor runs on it in seconds. 16 layers, because the shipped recipe adapts the last 15."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(hw_tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=16,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+    model = random_llama(len(hw_tokenizer), layers=16, hidden=16, max_position_embeddings=256,
                          tie_word_embeddings=True, bos_token_id=hw_tokenizer.bos_token_id,
                          eos_token_id=hw_tokenizer.eos_token_id, pad_token_id=hw_tokenizer.pad_token_id)
     path = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(config).save_pretrained(path)
+    model.save_pretrained(path)
     hw_tokenizer.save_pretrained(path)
     return path
 

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from tests.conftest import random_llama
+
 
 def test_evaluation_grades_both_families_and_records_them_in_results_and_metrics(tmp_path, capsys):
     """train_model's evaluation: data/valid.json (training phrasings) and data/heldout.json (never-trained
@@ -83,22 +85,16 @@ def saved_adapter(tmp_path, monkeypatch):
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from homework import base_llm
 
-    def tiny():
-        torch.manual_seed(0)
-        return LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                            num_attention_heads=2, num_key_value_heads=1))
-
-    peft = get_peft_model(tiny(), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    peft = get_peft_model(random_llama(), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
     peft.save_pretrained(tmp_path / "adapter")
     built = []
 
     def fake_base_llm(spec, device):
         built.append((spec, device))
-        return SimpleNamespace(model=tiny(), device=torch.device(device if device == "meta" else "cpu"))
+        return SimpleNamespace(model=random_llama(), device=torch.device(device if device == "meta" else "cpu"))
 
     monkeypatch.setattr(base_llm, "BaseLLM", fake_base_llm)
     return SimpleNamespace(path=tmp_path / "adapter", built=built, logits=peft.eval()(torch.tensor([[1, 2, 3]])).logits)

@@ -7,18 +7,14 @@ import torch
 from homework.runtime.errors import HomeworkError
 from homework.training.config import TrainConfig, saved_train_config
 from homework.training.lora import build_lora_model, lora_target_modules
+from tests.conftest import random_llama
 
 N_LAYERS = 4
 
 
 @pytest.fixture
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=N_LAYERS,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
-    model = LlamaForCausalLM(config)
+    model = random_llama(64, layers=N_LAYERS, hidden=16, max_position_embeddings=32)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

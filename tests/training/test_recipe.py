@@ -5,6 +5,7 @@ import torch
 
 from homework.training.config import TrainConfig
 from homework.training.recipe import build_recipe, training_arguments, use_gradient_checkpointing
+from tests.conftest import random_llama
 
 
 @pytest.mark.integration
@@ -69,14 +70,9 @@ def _cpu(dtype=torch.float32):
 
 @pytest.fixture
 def tiny_llm(hw_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from homework.base_llm import BaseLLM
 
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(hw_tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)
-    model = LlamaForCausalLM(config)
+    model = random_llama(len(hw_tokenizer), layers=2, max_position_embeddings=256)
     for p in model.parameters():
         p.requires_grad_(False)
     return BaseLLM.from_components(model, hw_tokenizer, _cpu())

@@ -3,12 +3,12 @@
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from homework.runtime.errors import TrainingHealthError
 from homework.text.tokenization import IGNORE_INDEX
 from homework.training import recipe
 from homework.training.smoke import run_steps
+from tests.conftest import random_llama
 
 TOKENIZER = SimpleNamespace(pad_token_id=0)
 
@@ -32,12 +32,8 @@ def _no_full_collection(monkeypatch):
 @pytest.fixture
 def tiny_lora():
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1))
-    return get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(random_llama(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import random_llama
+
 
 @pytest.mark.integration
 def test_step_records_count_real_tokens_summed_over_every_process(lora_model, hw_train_rows, hw_tokenizer, monkeypatch):
@@ -45,12 +47,7 @@ def test_step_records_count_real_tokens_summed_over_every_process(lora_model, hw
 
 @pytest.fixture
 def tiny():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=1))
+    return random_llama()
 
 
 def _batch():
