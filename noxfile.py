@@ -155,9 +155,8 @@ def mutation_scores(results: str, reviewed: dict[str, str]) -> tuple[dict[str, d
         name, _, status = line.strip().rpartition(": ")
         if not name.startswith(("homework.", "sft_contract.")):
             continue
-        module = name.split(".x")[0].partition(".")[2]  # homework.text.answers.x_parse_answer__mutmut_4 -> text.answers
-        if name.startswith("sft_contract."):
-            module = name.split(".x")[0]
+        # homework.text.answers.x_parse_answer__mutmut_4 -> text.answers; the kit's modules keep their package
+        module = name.split(".x")[0].removeprefix("homework.")
         row = scores.setdefault(module, {"killed": 0, "survived": 0, "untested": 0, "equivalent": 0, "gap": 0})
         if status in ("killed", "timeout"):
             row["killed"] += 1
