@@ -23,7 +23,7 @@ def test_is_answer_valid_uses_five_percent_relative_tolerance(answer, correct, o
 
 def test_dataset_loads_the_committed_splits():
     train, valid, heldout = Dataset("train"), Dataset("valid"), Dataset("heldout")
-    assert (len(train), len(valid), len(heldout)) == (1600, 300, 300)
+    assert (len(train), len(valid), len(heldout)) == (2400, 300, 300)
     q, a = train[0]
     assert isinstance(q, str) and isinstance(a, float)
 

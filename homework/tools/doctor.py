@@ -30,20 +30,29 @@ def _timed(name: str, fn, checks: list[Check]):
         return False
 
 
+# What the doctor changes in the shipped recipe: fewer rows and steps, no warm-up (a 3-step run would spend its
+# first step at learning rate 0), nothing written, no evaluation, no progress bar over its table.
+SHORTENED = {"save_steps": 0, "warmup_steps": 0, "evaluate": False, "progress": False}
+
+
+def doctor_config(model: str | None, device: str | None, train_file: str, steps: int, rows: int):
+    """The shipped recipe, shortened: the first `rows` training rows, `steps` optimizer steps, SHORTENED."""
+    from ..training.config import TrainConfig
+
+    return TrainConfig(model=model, device=device, train_file=train_file, limit=rows, max_steps=steps, **SHORTENED)
+
+
 def run_doctor(model: str | None = None, device: str | None = None, train_file: str = "train", steps: int = 3,
                rows: int = 64, out=None) -> int:
     from ..base_llm import BaseLLM
     from ..training import faults
-    from ..training.config import TrainConfig
     from ..training.recipe import build_recipe, run_preflight, tokenized_rows
 
     checks: list[Check] = []
     state: dict = {}
-    # The shipped recipe, shortened: the first `rows` training rows, `steps` steps, no checkpoints.
-    cfg = TrainConfig(model=model, device=device, train_file=train_file, limit=rows, max_steps=steps, save_steps=0,
-                      warmup_steps=0, evaluate=False, progress=False)
+    cfg = doctor_config(model, device, train_file, steps, rows)
     faults.apply_to_config(cfg)
-    tmp = tempfile.TemporaryDirectory(prefix="homework-doctor-")
+    tmp = tempfile.TemporaryDirectory()  # the trainer's output directory; nothing is saved into it
 
     def load():
         state["llm"] = llm = BaseLLM(cfg.model, cfg.device)
@@ -64,8 +73,7 @@ def run_doctor(model: str | None = None, device: str | None = None, train_file: 
     def smoke():
         recipe = state["recipe"]
         recipe.trainer.train()
-        recs = state["records"] = recipe.guard.records
-        return ", ".join(f"step {r.step}: loss {r.loss:.3f} grad {r.grad_norm:.2f}" for r in recs)
+        return ", ".join(f"step {r.step}: loss {r.loss:.3f} grad {r.grad_norm:.2f}" for r in recipe.guard.records)
 
     # The last two checks are the SFT contract's, on this project's contract (homework.tools.project_contract)
     # with the model loaded above: one definition of each check, its tolerance from homework/runtime/numerics.py.

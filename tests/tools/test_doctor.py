@@ -10,7 +10,6 @@ import pytest
 from homework.runtime.errors import HomeworkError
 from homework.tools.doctor import Check, _timed, run_doctor
 from homework.training.faults import FAULTS
-from tests.conftest import random_llama
 
 
 def test_a_check_passes_with_its_detail_and_time():
@@ -127,19 +126,6 @@ def test_doctor_cli_exit_status():
     assert "SKIP" in proc.stdout and "doctor: FAILED" in proc.stdout
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(hw_tokenizer, tmp_path_factory):
-    """A randomly initialised Llama with the real tokenizer, saved as a model directory: every check of the
-    doctor runs on it in seconds. 16 layers, because the shipped recipe adapts the last 15."""
-    model = random_llama(len(hw_tokenizer), layers=16, hidden=16, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=hw_tokenizer.bos_token_id,
-                         eos_token_id=hw_tokenizer.eos_token_id, pad_token_id=hw_tokenizer.pad_token_id)
-    path = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(path)
-    hw_tokenizer.save_pretrained(path)
-    return path
-
-
 def _rows(text: str) -> dict[str, tuple[str, str]]:
     """The table as {check: (result, detail)}; a detail may run over several lines."""
     lines = text.splitlines()
@@ -182,3 +168,61 @@ def test_a_fault_in_training_fails_its_check_naming_the_cause_and_skips_the_rest
     rows = _rows(out.getvalue())
     assert [r for r, _ in rows.values()] == ["PASS", "PASS", "PASS", "FAIL", "SKIP", "SKIP"]
     assert EXPECTED["zero_lr"] in rows["2-step smoke run"][1]
+
+
+def test_the_doctor_trains_the_shipped_recipe_shortened_and_writes_nothing():
+    import dataclasses
+
+    from homework.tools.doctor import doctor_config
+    from homework.training.config import TrainConfig
+
+    cfg, shipped = doctor_config("m", "cpu", "valid", 2, 10), TrainConfig()
+    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+               if getattr(cfg, f.name) != getattr(shipped, f.name)}
+    assert changed == {"model": "m", "device": "cpu", "train_file": "valid", "max_steps": 2, "limit": 10,
+                       "save_steps": 0, "warmup_steps": 0, "evaluate": False, "progress": False}
+
+
+def test_the_doctor_loads_tokenizes_builds_and_trains_once_and_checks_what_it_trained(tiny_model_dir, monkeypatch):
+    """One model load, one tokenization, one contract, one training run: the contract's checks reuse the doctor's
+    trained model on the doctor's own rows, and the loaded base model is not the one the adapter went on."""
+    import sft_contract.contract as kit
+    from homework import base_llm
+    from homework.tools import project_contract
+    from homework.training import recipe
+
+    monkeypatch.delenv("HOMEWORK_FAULT", raising=False)
+    calls: dict[str, list] = {"load": [], "tokenize": [], "contract": [], "retrain": [], "reload": [], "prompt": []}
+
+    def spy(owner, name, key, check=None):
+        real = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[key].append(check(*args, **kwargs) if check else args)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapper)
+
+    spy(base_llm.BaseLLM, "__init__", "load")
+    spy(recipe, "tokenized_rows", "tokenize")
+    spy(project_contract, "contract",
+        "contract", lambda llm: not any("lora" in n for n, _ in llm.model.named_modules()))
+    spy(kit, "train_a_few_steps", "retrain")
+    spy(kit, "check_save_and_reload", "reload", lambda c, question, trained_model: (question, trained_model))
+    spy(kit, "check_prompt_identity", "prompt", lambda c, question, answer: (question, answer))
+    real_preflight = recipe.run_preflight
+    monkeypatch.setattr(recipe, "run_preflight", lambda r: real_preflight(r) + ["w1", "w2"])
+
+    out = io.StringIO()
+    assert run_doctor(model=str(tiny_model_dir), device="cpu", steps=1, out=out) == 0, out.getvalue()
+    rows = _rows(out.getvalue())
+    assert re.fullmatch(r"64 rows tokenized from .*train\.json", rows["tokenize data"][1])
+    assert rows["pre-flight scan"][1] == "64 rows clean, 2 warning(s)"
+    assert len(calls["load"]) == len(calls["tokenize"]) == 1 and calls["retrain"] == []
+    assert calls["contract"] == [True], "the contract got the base model with the doctor's adapter on it"
+    tok = calls["tokenize"][0]
+    questions = recipe.tokenized_rows(*tok).questions
+    (question, trained), = calls["reload"]
+    assert question == questions[0] and trained is not None and any("lora" in n for n, _ in trained.named_modules())
+    formatted = recipe.tokenized_rows(*tok)
+    assert calls["prompt"] == list(zip(formatted.questions, formatted.answers))[:16]
+    assert rows["train/inference prompt"][1] == "inference prompt == training prompt on 16 rows"

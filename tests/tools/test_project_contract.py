@@ -1,0 +1,78 @@
+"""The project's own SFT contract is the shipped recipe: the kit's whole battery passes on it (on a tiny random
+Llama with the real tokenizer, so it runs in the fast tier), and each part of the contract is the part
+`python -m homework.sft train` uses -- the answer format, the tokenization, the adapter, the trainer."""
+
+import pytest
+import torch
+
+from homework.tools.project_contract import BATCH, EXAMPLES, contract
+from sft_contract.checks import CHECKS
+
+
+@pytest.fixture(scope="module")
+def tiny_contract(tiny_model_dir):
+    return contract(model=str(tiny_model_dir), device="cpu")
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=str)
+def test_the_battery_passes_on_the_shipped_recipe(check, tiny_contract):
+    check(tiny_contract, examples=3)
+
+
+def test_the_contract_is_the_shipped_recipe(tiny_contract, tiny_model_dir):
+    from homework.data import Dataset
+    from homework.runtime.numerics import tolerance_for
+    from homework.text.formats import answer_formatter
+    from homework.text.prompt import build_prompt
+    from homework.text.tokenization import tokenize_row
+    from homework.training.config import TrainConfig
+
+    c, cfg = tiny_contract, TrainConfig()
+    fmt = answer_formatter(cfg.answer_format)
+    rows = Dataset(cfg.train_file).data[:EXAMPLES]
+    assert list(c.examples) == [(fmt(q, a)["question"], fmt(q, a)["answer"]) for q, a in rows]
+    assert c.learning_rate == cfg.learning_rate and c.batch_size == BATCH < cfg.batch_size
+    assert c.steps == 3 and c.name == "homework (shipped default recipe)"
+    known = tolerance_for(torch.float32)
+    assert (c.tolerance.logits_atol, c.tolerance.greedy_margin, c.tolerance.loss_rel) == \
+        (known.logits_atol, known.greedy_margin, known.loss_rel)
+    question, answer = c.examples[0]
+    assert c.tokenize(question, answer) == tokenize_row(c.tokenizer, question, answer, max_length=cfg.max_length,
+                                                        pad=False).as_dict()
+    assert c.format_prompt(question) == build_prompt(question)
+    batch = c.collate([c.tokenize(q, a) for q, a in c.examples[:2]])
+    assert batch["labels"].shape == batch["input_ids"].shape and (batch["labels"] == -100).any()
+
+
+def test_its_models_are_the_shipped_adapter_seeded_on_an_untouched_base(tiny_contract):
+    from homework.training.config import TrainConfig
+
+    cfg = TrainConfig()
+    a, b = tiny_contract.make_model(), tiny_contract.make_model()
+    lora_a = {n: p for n, p in a.named_parameters() if "lora_A" in n}
+    assert lora_a and all(torch.equal(p, dict(b.named_parameters())[n]) for n, p in lora_a.items())
+    layers = sorted({int(n.split(".layers.")[1].split(".")[0]) for n in lora_a})
+    assert layers == list(range(16 - cfg.lora_layers, 16))
+    assert next(iter(lora_a.values())).shape[0] == cfg.lora_rank
+    assert all(p.requires_grad == ("lora_" in n) for n, p in a.named_parameters())
+    base = tiny_contract.make_base_model()
+    assert not any("lora" in n for n, _ in base.named_modules()), "the base model carries an adapter"
+    assert base is not tiny_contract.make_base_model()
+
+
+def test_its_trainer_is_the_shipped_trainer_with_the_battery_schedule(tiny_contract, tmp_path):
+    from homework.training.trainer import SupervisedTrainer
+
+    c = tiny_contract
+    model = c.make_model()
+    rows = [c.tokenize(q, a) for q, a in c.examples[:4]]
+    trainer = c.make_trainer(model, rows, str(tmp_path), 2)
+    assert isinstance(trainer, SupervisedTrainer)
+    args = trainer.args
+    assert (args.max_steps, args.learning_rate, args.per_device_train_batch_size, args.warmup_steps,
+            args.save_strategy) == (2, c.learning_rate, BATCH, 0, "no")
+    assert trainer.group_by_length is True  # on CPU, as the shipped recipe
+    trainer.train()
+    assert not any(tmp_path.iterdir()), "the battery's trainer saved something"
+    texts = c.generate(model, [c.format_prompt(q) for q, _ in c.examples[:2]], 3)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
