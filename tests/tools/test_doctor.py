@@ -183,7 +183,8 @@ def test_the_doctor_trains_the_shipped_recipe_shortened_and_writes_nothing():
                        "save_steps": 0, "warmup_steps": 0, "evaluate": False, "progress": False}
 
 
-def test_the_doctor_loads_tokenizes_builds_and_trains_once_and_checks_what_it_trained(tiny_model_dir, monkeypatch):
+def test_the_doctor_loads_tokenizes_builds_and_trains_once_and_checks_what_it_trained(tiny_model_dir, monkeypatch,
+                                                                                     tmp_path):
     """One model load, one tokenization, one contract, one training run: the contract's checks reuse the doctor's
     trained model on the doctor's own rows, and the loaded base model is not the one the adapter went on."""
     import sft_contract.contract as kit
@@ -212,9 +213,12 @@ def test_the_doctor_loads_tokenizes_builds_and_trains_once_and_checks_what_it_tr
     real_preflight = recipe.run_preflight
     monkeypatch.setattr(recipe, "run_preflight", lambda r: real_preflight(r) + ["w1", "w2"])
 
+    monkeypatch.chdir(tmp_path)
     out = io.StringIO()
-    assert run_doctor(model=str(tiny_model_dir), device="cpu", steps=1, out=out) == 0, out.getvalue()
+    assert run_doctor(model=str(tiny_model_dir), device="cpu", out=out) == 0, out.getvalue()
+    assert list(tmp_path.iterdir()) == [], "the doctor wrote into the working directory"
     rows = _rows(out.getvalue())
+    assert "3-step smoke run" in rows
     assert re.fullmatch(r"64 rows tokenized from .*train\.json", rows["tokenize data"][1])
     assert rows["pre-flight scan"][1] == "64 rows clean, 2 warning(s)"
     assert len(calls["load"]) == len(calls["tokenize"]) == 1 and calls["retrain"] == []

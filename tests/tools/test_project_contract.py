@@ -9,18 +9,21 @@ from homework.tools.project_contract import BATCH, EXAMPLES, contract
 from sft_contract.checks import CHECKS
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tiny_contract(tiny_model_dir):
+    # built in each test (a fraction of a second on the tiny model), not once per module: mutmut maps a function
+    # to the tests that call it, and a module-scoped fixture would map `contract` to the first test alone
     return contract(model=str(tiny_model_dir), device="cpu")
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=str)
-def test_the_battery_passes_on_the_shipped_recipe(check, tiny_contract):
+def test_the_kits_battery_passes_on_the_shipped_recipe(check, tiny_contract):
     check(tiny_contract, examples=3)
 
 
-def test_the_contract_is_the_shipped_recipe(tiny_contract, tiny_model_dir):
+def test_the_project_contract_is_the_shipped_recipe(tiny_contract, tiny_model_dir):
     from homework.data import Dataset
+    from homework.runtime.errors import DataError
     from homework.runtime.numerics import tolerance_for
     from homework.text.formats import answer_formatter
     from homework.text.prompt import build_prompt
@@ -40,11 +43,13 @@ def test_the_contract_is_the_shipped_recipe(tiny_contract, tiny_model_dir):
     assert c.tokenize(question, answer) == tokenize_row(c.tokenizer, question, answer, max_length=cfg.max_length,
                                                         pad=False).as_dict()
     assert c.format_prompt(question) == build_prompt(question)
+    with pytest.raises(DataError, match="max_length"):  # as training refuses a row its answer does not fit in
+        c.tokenize(question, " 1" * cfg.max_length)
     batch = c.collate([c.tokenize(q, a) for q, a in c.examples[:2]])
     assert batch["labels"].shape == batch["input_ids"].shape and (batch["labels"] == -100).any()
 
 
-def test_its_models_are_the_shipped_adapter_seeded_on_an_untouched_base(tiny_contract):
+def test_the_contracts_models_are_the_shipped_adapter_seeded_on_an_untouched_base(tiny_contract):
     from homework.training.config import TrainConfig
 
     cfg = TrainConfig()
@@ -57,10 +62,12 @@ def test_its_models_are_the_shipped_adapter_seeded_on_an_untouched_base(tiny_con
     assert all(p.requires_grad == ("lora_" in n) for n, p in a.named_parameters())
     base = tiny_contract.make_base_model()
     assert not any("lora" in n for n, _ in base.named_modules()), "the base model carries an adapter"
-    assert base is not tiny_contract.make_base_model()
+    other = tiny_contract.make_base_model()
+    assert all(p is not q for p, q in zip(base.parameters(), other.parameters())), "two base models share weights"
+    assert not any(p.requires_grad for p in base.parameters()), "the base model's weights would train"
 
 
-def test_its_trainer_is_the_shipped_trainer_with_the_battery_schedule(tiny_contract, tmp_path):
+def test_the_contracts_trainer_is_the_shipped_trainer_with_the_battery_schedule(tiny_contract, tmp_path):
     from homework.training.trainer import SupervisedTrainer
 
     c = tiny_contract
@@ -69,10 +76,26 @@ def test_its_trainer_is_the_shipped_trainer_with_the_battery_schedule(tiny_contr
     trainer = c.make_trainer(model, rows, str(tmp_path), 2)
     assert isinstance(trainer, SupervisedTrainer)
     args = trainer.args
-    assert (args.max_steps, args.learning_rate, args.per_device_train_batch_size, args.warmup_steps,
-            args.save_strategy) == (2, c.learning_rate, BATCH, 0, "no")
+    assert (args.output_dir, args.max_steps, args.learning_rate, args.per_device_train_batch_size, args.warmup_steps,
+            args.save_strategy, args.disable_tqdm) == (str(tmp_path), 2, c.learning_rate, BATCH, 0, "no", True)
+    from homework.training.health import HealthGuard
+
+    guard, = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, HealthGuard)]
+    assert guard.stop is False, "the battery reads a bad run's records; a guard that stops it hides the cause"
     assert trainer.group_by_length is True  # on CPU, as the shipped recipe
     trainer.train()
     assert not any(tmp_path.iterdir()), "the battery's trainer saved something"
-    texts = c.generate(model, [c.format_prompt(q) for q, _ in c.examples[:2]], 3)
-    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    prompts = [c.format_prompt(q) for q, _ in c.examples[:2]]
+    short, longer = c.generate(model, prompts, 3), c.generate(model, prompts, 12)
+    assert len(short) == 2 and all(isinstance(t, str) for t in short)
+    # greedy: the longer generation continues the shorter one, so the token limit reached the generator
+    assert all(b.startswith(a) for a, b in zip(short, longer)) and any(len(a) < len(b) for a, b in zip(short, longer))
+
+
+def test_the_contract_loads_on_the_device_it_is_given(tiny_model_dir):
+    from homework.runtime.errors import HomeworkError
+
+    if torch.cuda.is_available():
+        pytest.skip("the refusal needs a machine without CUDA")
+    with pytest.raises(HomeworkError, match="cuda"):
+        contract(model=str(tiny_model_dir), device="cuda")

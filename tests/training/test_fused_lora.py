@@ -21,13 +21,15 @@ class Tiny(torch.nn.Module):
         return self.down(torch.nn.functional.silu(self.up(x)))
 
 
-def peft_pair(d_in, d_hidden, d_out, bias, rank, alpha, dropout=0.0, seed=0):
-    """(reference peft model, fused copy), with lora_B randomised so the update is not zero."""
+def peft_pair(d_in, d_hidden, d_out, bias, rank, alpha, dropout=0.0, seed=0, **config):
+    """(reference peft model, fused copy), with lora_B randomised so the update is not zero; `config`: more
+    LoraConfig fields."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     model = get_peft_model(Tiny(d_in, d_hidden, d_out, bias),
-                           LoraConfig(target_modules=["up", "down"], r=rank, lora_alpha=alpha, lora_dropout=dropout))
+                           LoraConfig(target_modules=["up", "down"], r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                                      **config))
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.3)
@@ -96,11 +98,19 @@ def test_gradients_for_unfrozen_base_weights_match_autograd():
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["dropout", "disabled", "merged", "dtype"])
+FALLBACK_CONFIG = {"dropout": {"dropout": 0.5}, "dora": {"use_dora": True}, "lora_bias": {"lora_bias": True}}
+
+
+@pytest.mark.parametrize("case", ["dropout", "disabled", "merged", "dtype", "dora", "lora_bias", "call_options"])
+@pytest.mark.filterwarnings("ignore:`lora_bias=True` was passed")  # the layers have no bias of their own
 def test_layers_the_fused_path_does_not_cover_fall_back_to_peft(case, monkeypatch):
     calls = count_fused_calls(monkeypatch)
-    reference, fused = peft_pair(6, 5, 4, False, 2, 4, dropout=0.5 if case == "dropout" else 0.0)
+    reference, fused = peft_pair(6, 5, 4, False, 2, 4, **FALLBACK_CONFIG.get(case, {}))
     x = torch.randn(2, 6)
+    if case == "lora_bias":  # a bias peft adds to the update (zero at init): give it a value
+        for m in (reference, fused):
+            for layer in (m.get_base_model().up, m.get_base_model().down):
+                torch.nn.init.constant_(layer.lora_B["default"].bias, 0.3)
     if case == "disabled":
         for m in (reference, fused):
             m.base_model.disable_adapter_layers()
@@ -114,9 +124,33 @@ def test_layers_the_fused_path_does_not_cover_fall_back_to_peft(case, monkeypatc
                 layer.lora_B["default"].double()
     for m in (reference, fused):
         m.eval()  # dropout becomes deterministic, but stays an nn.Dropout the fused path does not take
-    out = fused(x)
+    # a mixed batch names each row's adapter: the first row without one; peft's forward reads the option
+    options = {"adapter_names": ["__base__", "default"]} if case == "call_options" else {}
+    out = fused(x, **options)
     assert calls == []
-    torch.testing.assert_close(out, reference(x))
+    torch.testing.assert_close(out, reference(x, **options))
+
+
+def test_a_trainable_base_weight_without_a_bias_gets_its_gradient():
+    torch.manual_seed(1)
+    x, w, a, b = torch.randn(4, 5), torch.randn(3, 5), torch.randn(2, 5), torch.randn(3, 2)
+    leaves = [t.clone().requires_grad_(True) for t in (x, w, a, b)]
+    LoraLinearFunction.apply(leaves[0], leaves[1], None, leaves[2], leaves[3], 2.0).square().sum().backward()
+    ref = [t.clone().requires_grad_(True) for t in (x, w, a, b)]
+    (ref[0] @ ref[1].t() + 2.0 * (ref[0] @ ref[2].t()) @ ref[3].t()).square().sum().backward()
+    assert leaves[1].grad is not None
+    for got, want in zip(leaves, ref):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_every_routed_layer_carries_the_marker_others_read():
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    from homework.training.fused_lora import FUSED_ATTR
+
+    _, fused = peft_pair(6, 5, 4, True, 2, 4)
+    layers = [m for m in fused.modules() if type(m) is LoraLinear]
+    assert len(layers) == 2 and all(getattr(m, FUSED_ATTR) is True for m in layers)
 
 
 def test_fused_model_survives_deepcopy_and_saves_peft_adapter(tmp_path):
