@@ -191,6 +191,7 @@ KEEP_IN_TRAINING = ("src-dst-n/units/fragment", "src-dst-n/bare/fragment", "src-
 BORROWED_SHARE = 0.5
 LETTER_SHARE = 0.4
 DATA_LETTERS = ("B", "K", "M", "G", "T")
+MAX_STALLED_PAIRS = 500  # unit pairs in a row without a new row before generate() gives up
 
 
 def production_id(order: str, phrase: str, frame: str) -> str:
@@ -361,7 +362,12 @@ def generate(n: int, rng: random.Random, sources: dict[str, float], family: int,
     rows: list[list] = []
     made: list[str] = []
     seen: set[str] = set(exclude)
+    stalled = 0  # unit pairs in a row that gave no new row
     while len(rows) < n:
+        if stalled == MAX_STALLED_PAIRS:  # a generator that cannot make a row must say so, not spin forever
+            raise RuntimeError(f"no new row for production {schedule[len(rows)]!r} after {stalled} unit pairs "
+                               f"({len(rows)} of {n} rows made): every question was a duplicate or did not read back")
+        stalled += 1
         src, dst = deck.next()
         production = schedule[len(rows)]
         for _ in range(20):  # a few tries for this pair before the next
@@ -378,6 +384,7 @@ def generate(n: int, rng: random.Random, sources: dict[str, float], family: int,
             seen.add(question)
             rows.append([question, float(f"{answer:.12g}")])
             made.append(production)
+            stalled = 0
             break
     return rows, made
 

@@ -358,3 +358,27 @@ class _ScriptedChoice(_Scripted):
 def test_decoration_adds_context_and_drops_punctuation_or_capitals_in_its_shares(draws, expected):
     context = (["Before."], ["After."])
     assert datagen._decorate("Is it 6 X?", _ScriptedChoice(draws, "low"), context) == expected
+
+
+def test_a_generator_that_cannot_make_a_row_stops_naming_the_production(monkeypatch):
+    import random
+
+    monkeypatch.setattr(datagen, "_reads_back", lambda *a: False)  # every question is rejected
+    monkeypatch.setattr(datagen, "MAX_STALLED_PAIRS", 7)
+    with pytest.raises(RuntimeError, match=r"no new row for production 'template/0' after 7 unit pairs \(0 of 3"):
+        datagen.generate(3, random.Random(0), {"template/0": 1.0}, 0)
+
+
+def test_a_row_made_resets_the_count_of_stalled_pairs(monkeypatch):
+    """Every other unit pair is rejected: far more rejections than MAX_STALLED_PAIRS in all, never two in a row."""
+    import random
+
+    real, calls = datagen._reads_back, []
+
+    def every_other(*args):
+        calls.append(1)
+        return len(calls) % 2 == 0 and real(*args)
+    monkeypatch.setattr(datagen, "_reads_back", every_other)
+    monkeypatch.setattr(datagen, "MAX_STALLED_PAIRS", 2)
+    rows, made = datagen.generate(30, random.Random(0), {"template/0": 1.0}, 0)
+    assert len(rows) == 30 and made == ["template/0"] * 30
