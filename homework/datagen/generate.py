@@ -364,7 +364,7 @@ def generate(n: int, rng: random.Random, sources: dict[str, float], family: int,
     seen: set[str] = set(exclude)
     stalled = 0  # unit pairs in a row that gave no new row
     while len(rows) < n:
-        if stalled == MAX_STALLED_PAIRS:  # a generator that cannot make a row must say so, not spin forever
+        if stalled >= MAX_STALLED_PAIRS:  # a generator that cannot make a row must say so, not spin forever
             raise RuntimeError(f"no new row for production {schedule[len(rows)]!r} after {stalled} unit pairs "
                                f"({len(rows)} of {n} rows made): every question was a duplicate or did not read back")
         stalled += 1

@@ -338,8 +338,8 @@ def test_the_command_line_help_says_what_it_does(capsys):
         datagen.main(["--help"])
     text = capsys.readouterr().out
     assert "\n".join(datagen.__doc__.splitlines()[2:4]) in text  # the description keeps its own line breaks
-    assert "output directory (default: data/)" in text
-    assert "verify the files in --out match, write nothing" in text
+    assert re.search(r"--out OUT\s+output directory \(default: data/\)\n", text)
+    assert re.search(r"--check\s+verify the files in --out match, write nothing\n", text)
 
 
 class _ScriptedChoice(_Scripted):
@@ -365,12 +365,17 @@ def test_a_generator_that_cannot_make_a_row_stops_naming_the_production(monkeypa
 
     monkeypatch.setattr(datagen, "_reads_back", lambda *a: False)  # every question is rejected
     monkeypatch.setattr(datagen, "MAX_STALLED_PAIRS", 7)
+    dealt = []
+    real_next = datagen._Pairs.next
+    monkeypatch.setattr(datagen._Pairs, "next", lambda self: dealt.append(1) or real_next(self))
     with pytest.raises(RuntimeError, match=r"no new row for production 'template/0' after 7 unit pairs \(0 of 3"):
         datagen.generate(3, random.Random(0), {"template/0": 1.0}, 0)
+    assert len(dealt) == 7
 
 
 def test_a_row_made_resets_the_count_of_stalled_pairs(monkeypatch):
-    """Every other unit pair is rejected: far more rejections than MAX_STALLED_PAIRS in all, never two in a row."""
+    """Every other question is rejected, so each unit pair makes its row at the second try: with a limit of one
+    pair without a row, the count must start at 0 and go back to 0 after every row."""
     import random
 
     real, calls = datagen._reads_back, []
@@ -379,6 +384,50 @@ def test_a_row_made_resets_the_count_of_stalled_pairs(monkeypatch):
         calls.append(1)
         return len(calls) % 2 == 0 and real(*args)
     monkeypatch.setattr(datagen, "_reads_back", every_other)
-    monkeypatch.setattr(datagen, "MAX_STALLED_PAIRS", 2)
+    monkeypatch.setattr(datagen, "MAX_STALLED_PAIRS", 1)
     rows, made = datagen.generate(30, random.Random(0), {"template/0": 1.0}, 0)
     assert len(rows) == 30 and made == ["template/0"] * 30
+
+
+def test_a_question_is_never_repeated_within_a_split(monkeypatch):
+    import random
+
+    monkeypatch.setattr(datagen, "_quantity", lambda rng: "6")  # one quantity: repeats would be common
+    rows, _ = datagen.generate(60, random.Random(0), {"template/0": 1.0}, 0)
+    assert len({q for q, _ in rows}) == 60
+
+
+@pytest.mark.parametrize("half", ["structure", "template"])
+def test_excluded_questions_are_never_generated(half):
+    """_mixed excludes what it is told to in each of its halves: the same draws with one half of the first run's
+    questions excluded give none of them (the other half's draws, and so the rng, stay as they were)."""
+    import random
+
+    held = set(datagen.held_out_productions())
+    trained = [p for p in datagen.productions() if p not in held]
+    first, made = datagen._mixed(40, random.Random(5), trained, set())
+    excluded = {q for (q, _), m in zip(first, made) if m.startswith("template/") == (half == "template")}
+    again, _ = datagen._mixed(40, random.Random(5), trained, excluded)
+    assert excluded and len(again) == 40 and not excluded & {q for q, _ in again}
+
+
+def test_held_out_structures_exclude_the_validation_questions(monkeypatch):
+    calls = []
+    real = datagen.generate
+    monkeypatch.setattr(datagen, "generate", lambda n, rng, sources, *a, **k: calls.append((sources, k)) or
+                        real(n, rng, sources, *a, **k))
+    splits = datagen.build_splits(n_train=20, n_valid=20, n_heldout=5, n_heldout_structures=20)
+    held = set(splits["productions"]["held_out"])
+    (structures_call,) = [k for sources, k in calls if set(sources) == held]
+    assert structures_call.get("exclude", set()) >= {q for q, _ in splits["valid"]}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_at_any_seed_every_pair_of_parts_of_a_held_out_production_is_trained(seed):
+    """The naive oracle of held_out_productions' rule, at seeds other than the committed one."""
+    held = set(datagen.held_out_productions(seed))
+    assert len(held) == datagen.N_HELD_OUT_PRODUCTIONS
+    trained = [p.split("/") for p in datagen.productions() if p not in held]
+    for o, q, f in (p.split("/") for p in held):
+        assert any(t[:2] == [o, q] for t in trained) and any(t[0] == o and t[2] == f for t in trained)
+        assert any(t[1:] == [q, f] for t in trained)
