@@ -392,9 +392,13 @@ def test_a_row_made_resets_the_count_of_stalled_pairs(monkeypatch):
 def test_a_question_is_never_repeated_within_a_split(monkeypatch):
     import random
 
-    monkeypatch.setattr(datagen, "_quantity", lambda rng: "6")  # one quantity: repeats would be common
-    rows, _ = datagen.generate(60, random.Random(0), {"template/0": 1.0}, 0)
-    assert len({q for q, _ in rows}) == 60
+    # one quantity, one unit pair, one template: only spellings and decoration vary, so repeats would be common
+    src = datagen._by_dimension()["mass"][0]
+    dst = datagen._partners(src)[0]
+    monkeypatch.setattr(datagen, "_quantity", lambda rng: "6")
+    monkeypatch.setattr(datagen._Pairs, "next", lambda self: (src, dst))
+    rows, _ = datagen.generate(40, random.Random(0), {"template/0": 1.0}, 0)
+    assert len({q for q, _ in rows}) == 40
 
 
 @pytest.mark.parametrize("half", ["structure", "template"])
