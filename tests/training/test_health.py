@@ -573,3 +573,32 @@ def test_model_findings_name_the_cause_exactly():
     assert preflight_scan(_Tok(), row, device="cpu", dtype=torch.bfloat16) == [
         Finding("error", "precision", str(refused.value), [])]
     assert preflight_scan(_Tok(), row, dtype=torch.bfloat16) == []  # no device named: nothing to judge
+
+
+def test_a_warmup_as_long_as_the_run_warns_pointing_at_catalog_row_15():
+    args = SimpleNamespace(logging_nan_inf_filter=True, logging_steps=1, logging_strategy="steps", warmup_steps=5,
+                           warmup_ratio=None)
+    with pytest.warns(UserWarning) as caught:
+        HealthGuard().on_train_begin(args, SimpleNamespace(max_steps=3), None)
+    (message,) = [str(w.message) for w in caught]
+    assert message.endswith(". " + explain(15)) and "not shorter than the run" in message
+
+
+def test_preflight_names_a_row_cut_inside_its_answer(hw_tokenizer, hw_train_rows):
+    """With the answers given, a row that stops inside its answer is reported as cut (catalog row 3), not only
+    as a row without a final EOS."""
+    row = _rows(hw_train_rows, 1)[0]
+    keep = len(row["input_ids"]) - 3  # EOS and the answer's last two tokens gone
+    row = {k: list(v)[:keep] for k, v in row.items()}
+    findings = preflight_scan(hw_tokenizer, [row], questions=hw_train_rows.questions[:1],
+                              answers=hw_train_rows.answers[:1])
+    assert [f.check for f in findings if f.severity == "error"] == ["rows whose answer was cut off"]
+
+
+def test_preflight_lists_its_findings_in_the_catalogs_order_not_alphabetically(hw_tokenizer, hw_train_rows):
+    rows = _rows(hw_train_rows, 2)
+    rows[0]["labels"] = [IGNORE_INDEX] * len(rows[0]["labels"])  # nothing supervised
+    rows[1] = {k: list(v)[:-1] for k, v in rows[1].items()}  # the EOS gone
+    findings = preflight_scan(hw_tokenizer, rows)
+    assert [f.check for f in findings if f.severity == "error"] == [
+        "rows with no supervised token", "rows whose last supervised token is not EOS"]
