@@ -364,12 +364,12 @@ def generate(n: int, rng: random.Random, sources: dict[str, float], family: int,
     seen: set[str] = set(exclude)
     stalled = 0  # unit pairs in a row that gave no new row
     while len(rows) < n:
+        production = schedule[len(rows)]
         if stalled >= MAX_STALLED_PAIRS:  # a generator that cannot make a row must say so, not spin forever
-            raise RuntimeError(f"no new row for production {schedule[len(rows)]!r} after {stalled} unit pairs "
+            raise RuntimeError(f"no new row for production {production!r} after {stalled} unit pairs "
                                f"({len(rows)} of {n} rows made): every question was a duplicate or did not read back")
         stalled += 1
         src, dst = deck.next()
-        production = schedule[len(rows)]
         for _ in range(20):  # a few tries for this pair before the next
             q = _quantity(rng)
             answer = _value(q) * conversion_factor(src.key, dst.key)

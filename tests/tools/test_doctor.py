@@ -199,8 +199,9 @@ def test_the_doctor_loads_tokenizes_builds_and_trains_once_and_checks_what_it_tr
         real = getattr(owner, name)
 
         def wrapper(*args, **kwargs):
-            calls[key].append(check(*args, **kwargs) if check else args)
-            return real(*args, **kwargs)
+            result = real(*args, **kwargs)
+            calls[key].append(check(*args, **kwargs) if check else result)
+            return result
         monkeypatch.setattr(owner, name, wrapper)
 
     spy(base_llm.BaseLLM, "__init__", "load")
@@ -223,10 +224,9 @@ def test_the_doctor_loads_tokenizes_builds_and_trains_once_and_checks_what_it_tr
     assert rows["pre-flight scan"][1] == "64 rows clean, 2 warning(s)"
     assert len(calls["load"]) == len(calls["tokenize"]) == 1 and calls["retrain"] == []
     assert calls["contract"] == [True], "the contract got the base model with the doctor's adapter on it"
-    tok = calls["tokenize"][0]
-    questions = recipe.tokenized_rows(*tok).questions
+    tokenized = calls["tokenize"][0]  # the rows the doctor trained on
     (question, trained), = calls["reload"]
-    assert question == questions[0] and trained is not None and any("lora" in n for n, _ in trained.named_modules())
-    formatted = recipe.tokenized_rows(*tok)
-    assert calls["prompt"] == list(zip(formatted.questions, formatted.answers))[:16]
+    assert question == tokenized.questions[0] and trained is not None
+    assert any("lora" in n for n, _ in trained.named_modules())
+    assert calls["prompt"] == list(zip(tokenized.questions, tokenized.answers))[:16]
     assert rows["train/inference prompt"][1] == "inference prompt == training prompt on 16 rows"

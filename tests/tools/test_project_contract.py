@@ -68,6 +68,7 @@ def test_the_contracts_models_are_the_shipped_adapter_seeded_on_an_untouched_bas
 
 
 def test_the_contracts_trainer_is_the_shipped_trainer_with_the_battery_schedule(tiny_contract, tmp_path):
+    from homework.training.health import HealthGuard
     from homework.training.trainer import SupervisedTrainer
 
     c = tiny_contract
@@ -78,8 +79,6 @@ def test_the_contracts_trainer_is_the_shipped_trainer_with_the_battery_schedule(
     args = trainer.args
     assert (args.output_dir, args.max_steps, args.learning_rate, args.per_device_train_batch_size, args.warmup_steps,
             args.save_strategy, args.disable_tqdm) == (str(tmp_path), 2, c.learning_rate, BATCH, 0, "no", True)
-    from homework.training.health import HealthGuard
-
     guard, = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, HealthGuard)]
     assert guard.stop is False, "the battery reads a bad run's records; a guard that stops it hides the cause"
     assert trainer.group_by_length is True  # on CPU, as the shipped recipe
