@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from .runtime.device import resolve_placement
 from .runtime.model_source import load_pretrained, resolve_model
-from .text.answers import parse_answer
+from .text.answers import named_check, parse_answer
+from .text.head_grammar import head_is_wrong, head_trie
 from .text.prompt import build_prompt, encode
 
 # "<answer>101 * 3155760000 / 31557600</answer>" + EOS is ~32 tokens; a tight budget keeps evaluation fast.
 DEFAULT_MAX_NEW_TOKENS = 40  # the longest named answer in the data is 37 tokens, + EOS
+HEAD_BEAMS = 4  # beams for the re-decoding of a wrong head: the kind word may have been the wrong step
+
+
+class _HeadGrammar(LogitsProcessor):
+    """Masks, row by row, every token that would take a generation out of the head grammar (head_grammar.py),
+    from its first token until its head is complete."""
+
+    def __init__(self, trie, width: int):
+        self.trie, self.width = trie, width
+
+    def __call__(self, input_ids, scores):
+        for row, generated in enumerate(input_ids[:, self.width:].tolist()):
+            allowed = self.trie.allowed(generated)
+            if allowed is not None:
+                keep = scores[row, allowed].clone()
+                scores[row] = float("-inf")
+                scores[row, allowed] = keep
+        return scores
 
 
 class BaseLLM:
@@ -58,46 +78,57 @@ class BaseLLM:
         if not prompts:
             return []
         n_ret = num_return_sequences or 1
-        tok = self.tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        encoded = [encode(tok, p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-        outputs: list[list[str] | None] = [None] * len(prompts)
+        encoded = [encode(self.tokenizer, p) for p in prompts]
+        sample = temperature > 0
+        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n_ret)
+        if sample:
+            gen_kwargs["temperature"] = temperature
+        else:  # avoid warnings about sampling settings inherited from generation_config
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(order), micro_batch_size):
-                idx = order[start:start + micro_batch_size]
-                width = max(len(encoded[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    seq = encoded[i]
-                    ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-                    mask[row, width - len(seq):] = 1
-                sample = temperature > 0
-                gen_kwargs = dict(
-                    max_new_tokens=max_new_tokens,
-                    do_sample=sample,
-                    num_return_sequences=n_ret,
-                    eos_token_id=tok.eos_token_id,
-                    pad_token_id=pad_id,
-                )
-                if sample:
-                    gen_kwargs["temperature"] = temperature
-                else:  # avoid warnings about sampling settings inherited from generation_config
-                    gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-                out = self.model.generate(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs
-                )
-                texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
-                for row, i in enumerate(idx):
-                    outputs[i] = texts[row * n_ret:(row + 1) * n_ret]
+            outputs = self._generate_all(encoded, micro_batch_size, gen_kwargs)
+            if not sample and n_ret == 1 and named_check() == "constrain":
+                # A head that is never right is decoded again inside the head grammar (head_grammar.py).
+                wrong = [i for i, texts in enumerate(outputs) if head_is_wrong(texts[0])]
+                redone = [] if not wrong else self._generate_all([encoded[i] for i in wrong], micro_batch_size,
+                                            dict(gen_kwargs, num_beams=HEAD_BEAMS), constrain=True)
+                for i, texts in zip(wrong, redone):
+                    outputs[i] = texts
         finally:
             self.model.train(was_training)
         if num_return_sequences is None:
-            return [o[0] for o in outputs]  # type: ignore[index]
-        return outputs  # type: ignore[return-value]
+            return [o[0] for o in outputs]
+        return outputs
+
+    def _generate_all(self, encoded: list[list[int]], micro_batch_size: int, gen_kwargs: dict,
+                      constrain: bool = False) -> list[list[str]]:
+        """Continuations of the encoded prompts, one list per prompt, in input order: sorted by length to pad
+        less, left-padded in micro-batches."""
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        outputs: list[list[str]] = [[] for _ in encoded]
+        n_ret = gen_kwargs["num_return_sequences"]
+        for start in range(0, len(order), micro_batch_size):
+            idx = order[start:start + micro_batch_size]
+            texts = self._generate_batch([encoded[i] for i in idx], gen_kwargs, constrain)
+            for row, i in enumerate(idx):
+                outputs[i] = texts[row * n_ret:(row + 1) * n_ret]
+        return outputs
+
+    def _generate_batch(self, seqs: list[list[int]], gen_kwargs: dict, constrain: bool) -> list[str]:
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        width = max(len(seq) for seq in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+        extra = {"logits_processor": LogitsProcessorList([_HeadGrammar(head_trie(tok), width)])} if constrain else {}
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                  eos_token_id=tok.eos_token_id, pad_token_id=pad_id, **gen_kwargs, **extra)
+        return tok.batch_decode(out[:, width:], skip_special_tokens=True)
 
     def answer(self, *questions: str) -> list[float]:
         prompts = [self.format_prompt(q) for q in questions]

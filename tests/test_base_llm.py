@@ -72,3 +72,64 @@ def test_the_course_smoke_check_answers_twenty_validation_questions(monkeypatch,
     base_llm.test_model()
     assert asked == [q for q, _ in Dataset("valid").data[:20]]
     assert capsys.readouterr().out == "accuracy=0.500 answer_rate=0.500\n"
+
+
+class _BytesTokenizer:
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text.encode())}
+
+
+def _scripted_passes(monkeypatch, mode, greedy):
+    """A BaseLLM whose passes are scripted: the free pass returns `greedy`, a constrained pass "fixed <prompt>"."""
+    monkeypatch.setenv("HOMEWORK_NAMED_CHECK", mode)
+    llm = BaseLLM.from_components(torch.nn.Linear(2, 2), _BytesTokenizer())
+    calls = []
+
+    def passes(encoded, micro_batch_size, gen_kwargs, constrain=False):
+        assert not llm.model.training  # both passes decode in eval mode
+        calls.append((encoded, micro_batch_size, gen_kwargs, constrain))
+        if constrain:
+            return [[f"fixed {bytes(e).decode()}"] for e in encoded]
+        return [[greedy[bytes(e).decode()]] * gen_kwargs["num_return_sequences"] for e in encoded]
+
+    monkeypatch.setattr(llm, "_generate_all", passes)
+    return llm, calls
+
+
+GREEDY = {"a": "mass: kilobyte to gram: <answer>1 * 1000 / 1</answer>",
+          "b": "mass: kilogram to gram: <answer>1 * 1000 / 1</answer>",
+          "c": "volume: gallon to gallon: <answer>5 * 3.785 / 3.785</answer>"}
+
+
+def test_constrain_decodes_again_only_the_wrong_heads_with_beams_and_keeps_the_order(monkeypatch):
+    llm, calls = _scripted_passes(monkeypatch, "constrain", GREEDY)
+    assert llm.batched_generate(["a", "b", "c"], micro_batch_size=7) == ["fixed a", GREEDY["b"], "fixed c"]
+    (free, _, free_kwargs, free_held), (again, size, kwargs, held) = calls
+    assert free == [list(b"a"), list(b"b"), list(b"c")] and not free_held and "num_beams" not in free_kwargs
+    assert again == [list(b"a"), list(b"c")] and size == 7 and held
+    assert kwargs == dict(free_kwargs, num_beams=base_llm.HEAD_BEAMS) and base_llm.HEAD_BEAMS > 1
+    assert llm.model.training  # restored
+
+
+def test_no_second_pass_without_constrain_a_wrong_head_sampling_or_several_sequences(monkeypatch):
+    llm, calls = _scripted_passes(monkeypatch, "repair", GREEDY)
+    assert llm.batched_generate(["a", "c"]) == [GREEDY["a"], GREEDY["c"]] and len(calls) == 1
+    llm, calls = _scripted_passes(monkeypatch, "constrain", GREEDY)
+    assert llm.batched_generate(["b"]) == [GREEDY["b"]] and len(calls) == 1
+    assert llm.batched_generate(["a"], temperature=0.7) == [GREEDY["a"]] and len(calls) == 2
+    assert llm.batched_generate(["a"], num_return_sequences=2) == [[GREEDY["a"]] * 2] and len(calls) == 3
+
+
+def test_the_head_grammar_holds_a_random_model_to_heads_that_can_be_right(hw_tokenizer):
+    from homework.text.head_grammar import valid_heads
+    from homework.text.prompt import encode
+    from tests.conftest import random_llama
+
+    llm = BaseLLM.from_components(random_llama(vocab_size=len(hw_tokenizer), hidden=16), hw_tokenizer)
+    encoded = [encode(hw_tokenizer, build_prompt(q)) for q in ("2 kg in g?", "How many feet are in 3 m?", "L->gal 5")]
+    kwargs = dict(max_new_tokens=24, do_sample=False, num_return_sequences=1, temperature=None, top_p=None, top_k=None)
+    heads = valid_heads()
+    free = [texts[0] for texts in llm._generate_all(encoded, 2, kwargs)]
+    held = [texts[0] for texts in llm._generate_all(encoded, 2, dict(kwargs, num_beams=2), constrain=True)]
+    assert not any(text.startswith(heads) for text in free)
+    assert all(text.startswith(heads) for text in held), held

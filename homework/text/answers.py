@@ -13,13 +13,15 @@ SIGNIFICANT_DIGITS = 4  # ~0.05% rounding error, far inside the 5% grading toler
 
 # What parse_answer does with a named answer ("volume: quart to fluid ounce: <answer>6 * 0.9464 / 28.35") whose
 # expression disagrees with the units it names: "nan" counts it unanswered, "repair" recomputes it from the
-# named units and the expression's leading quantity, "off" grades the expression as written. Repair is the
-# default: on one adapter, graded all three ways, it scored highest on every evaluation family (docs/results.md);
-# the model's own words (its units and its quantity) decide the number, only the factor is looked up, as the
-# expression format already leaves the arithmetic to us. HOMEWORK_NAMED_CHECK picks another without retraining.
-NAMED_CHECKS = ("nan", "repair", "off")
+# named units and the expression's leading quantity, "off" grades the expression as written. Repairing, the
+# model's own words (its units and its quantity) decide the number, only the factor is looked up, as the
+# expression format already leaves the arithmetic to us. "constrain" repairs too, and before that BaseLLM decodes
+# again, inside the head grammar, a greedy generation whose head is never right: two kinds, or one unit named
+# twice (head_grammar.py). It is the default: graded all four ways on two adapters, it scored highest on every
+# evaluation family (docs/results.md). HOMEWORK_NAMED_CHECK picks another without retraining.
+NAMED_CHECKS = ("constrain", "repair", "nan", "off")
 NAMED_CHECK_ENV = "HOMEWORK_NAMED_CHECK"
-DEFAULT_NAMED_CHECK = "repair"
+DEFAULT_NAMED_CHECK = "constrain"
 # The grading tolerance (data.RELATIVE_TOLERANCE): an expression this close to its named units' value would be
 # graded the same either way, so only a disagreement that changes the grade is caught.
 NAMED_TOLERANCE = 0.05
@@ -160,7 +162,7 @@ def parse_answer(text: str, check: str | None = None) -> float:
     expected = named_value(claim, body)
     if expected is None or not math.isfinite(expected) or abs(value - expected) <= NAMED_TOLERANCE * abs(expected):
         return value
-    return expected if mode == "repair" else float("nan")
+    return float("nan") if mode == "nan" else expected
 
 
 def _tag_value(body: str) -> tuple[float, bool]:

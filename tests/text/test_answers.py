@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from homework.text.answers import format_number, parse_answer, wrap_answer
+from homework.text.answers import NAMED_CHECKS, format_number, parse_answer, wrap_answer
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def _factor(unit):
 quantities = st.one_of(st.integers(1, 9999).map(str), st.integers(1, 9999).map(lambda n: f"{n / 100:g}"))
 
 
-@given(st.sampled_from(_pairs()), quantities, st.sampled_from(["nan", "repair", "off"]))
+@given(st.sampled_from(_pairs()), quantities, st.sampled_from(NAMED_CHECKS))
 def test_a_correct_named_answer_parses_to_the_right_value_in_every_mode(pair, q, mode):
     src, dst = pair
     text = _named(src, dst, f"{q} * {_factor(src)} / {_factor(dst)}")
@@ -167,7 +167,7 @@ def test_a_correct_named_answer_parses_to_the_right_value_in_every_mode(pair, q,
 
 
 @given(st.sampled_from(_pairs()), quantities, st.sampled_from(__import__("homework.datagen.generate").datagen.generate.UNITS),
-       st.booleans(), st.sampled_from(["nan", "repair", "off"]))
+       st.booleans(), st.sampled_from(NAMED_CHECKS))
 def test_a_factor_of_another_kind_is_caught(pair, q, other, replace_source, mode):
     """A factor of a unit of another kind beside the named units: NaN, or repaired to the right value; as
     written only with the check off. A factor within the grading tolerance of the right one (grams and litres
@@ -215,7 +215,7 @@ def test_a_factor_of_another_kind_is_caught(pair, q, other, replace_source, mode
     ("time: month to day: <answer>2 * 2.419e6 / 86400</answer>", None, 60.875, 56.0),  # a 4-week month: 8 % off
 ])
 def test_named_answers_in_each_mode(text, nan, repair, off):
-    for mode, expected in (("nan", nan), ("repair", repair), ("off", off)):
+    for mode, expected in (("nan", nan), ("repair", repair), ("constrain", repair), ("off", off)):
         result = parse_answer(text, mode)
         if expected is None:
             assert math.isnan(result), (mode, result)
@@ -223,19 +223,20 @@ def test_named_answers_in_each_mode(text, nan, repair, off):
             assert result == pytest.approx(expected, rel=2e-3), mode
 
 
-def test_the_default_is_repair_and_the_environment_switches_it(monkeypatch):
+def test_the_default_is_constrain_and_the_environment_switches_it(monkeypatch):
     from homework.text import answers
 
     text = "volume: quart to ounce: <answer>6 * 0.9464 / 28.35</answer>"
     from homework.data import RELATIVE_TOLERANCE
 
     assert answers.NAMED_TOLERANCE == RELATIVE_TOLERANCE
-    assert answers.DEFAULT_NAMED_CHECK == "repair" and parse_answer(text) == pytest.approx(192.0, rel=1e-3)
+    assert answers.DEFAULT_NAMED_CHECK == "constrain" and answers.named_check() == "constrain"
+    assert parse_answer(text) == pytest.approx(192.0, rel=1e-3)
     monkeypatch.setenv("HOMEWORK_NAMED_CHECK", "nan")
     assert math.isnan(parse_answer(text))
     assert parse_answer(text, "repair") == pytest.approx(192.0, rel=1e-3)  # an explicit mode wins
     monkeypatch.setenv("HOMEWORK_NAMED_CHECK", "fix")
-    with pytest.raises(ValueError, match="HOMEWORK_NAMED_CHECK='fix': choose from nan, repair, off"):
+    with pytest.raises(ValueError, match="HOMEWORK_NAMED_CHECK='fix': choose from constrain, repair, nan, off"):
         parse_answer(text)
 
 
@@ -252,7 +253,7 @@ def test_the_model_interface_reads_the_named_prefix():
 @given(st.sampled_from(["mass", "volume", "data", "weight", ""]), st.sampled_from(
     ["kilogram", "ounce", "fluid ounce", "quart", "G", "gram to", "", "x"]), st.sampled_from(
     ["gram", "ounce", "megabyte", "to", " "]), st.text(alphabet="0123456789.,*/+-() e", max_size=25),
-    st.sampled_from(["nan", "repair", "off"]))
+    st.sampled_from(NAMED_CHECKS))
 def test_named_answer_soup_returns_a_float(kind, src, dst, expression, mode):
     result = parse_answer(f"{kind}: {src} to {dst}: <answer>{expression}</answer>", mode)
     assert isinstance(result, float) and (math.isnan(result) or math.isfinite(result))
