@@ -133,3 +133,57 @@ def test_the_head_grammar_holds_a_random_model_to_heads_that_can_be_right(hw_tok
     held = [texts[0] for texts in llm._generate_all(encoded, 2, dict(kwargs, num_beams=2), constrain=True)]
     assert not any(text.startswith(heads) for text in free)
     assert all(text.startswith(heads) for text in held), held
+
+
+class _CharTokenizer:
+    """One id per character; id 0 pads, id 1 ends a sequence."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def batch_decode(self, rows, skip_special_tokens=False):
+        special = (0, 1) if skip_special_tokens else ()
+        return ["".join(chr(t) for t in row.tolist() if t not in special) for row in rows]
+
+
+class _EchoModel(torch.nn.Module):
+    """generate() continues each row with what it was given: the tokens its attention mask marks as real, the pad
+    and end ids it was told, and the sequence's number; the end id, then padding, closes each continuation."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.calls = []
+
+    def generate(self, input_ids, attention_mask, eos_token_id=None, pad_token_id=None, num_return_sequences=1,
+                 **kwargs):
+        assert input_ids.dtype == attention_mask.dtype == torch.long  # the types transformers documents
+        self.calls.append(input_ids.shape)
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            real = "".join(chr(t) for t, m in zip(ids, mask) if m == 1)
+            for k in range(num_return_sequences):
+                rows.append(ids + [ord(c) for c in f"<{real}|{pad_token_id}|{eos_token_id}|{k}>"] + [1])
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [0] * (width - len(r)) for r in rows])
+
+
+def test_micro_batches_are_left_padded_by_length_and_each_prompt_gets_its_own_continuation():
+    model = _EchoModel()
+    llm = BaseLLM.from_components(model, _CharTokenizer())
+    prompts = ["a long prompt", "b", "c medium", "d", "e long prompt"]
+    out = llm.batched_generate(prompts, micro_batch_size=2)
+    assert out == [f"<{p}|0|1|0>" for p in prompts]  # real tokens exactly, pad and end ids passed, specials dropped
+    assert model.calls == [(2, 1), (2, 13), (1, 13)]  # sorted by length (unsorted: 13, 8, 13 wide)
+    assert llm.batched_generate(prompts[:2], num_return_sequences=2, temperature=0.5) == [
+        [f"<{p}|0|1|{k}>" for k in range(2)] for p in prompts[:2]]
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_its_end_token():
+    class NoPad(_CharTokenizer):
+        pad_token_id = None
+
+    llm = BaseLLM.from_components(_EchoModel(), NoPad())
+    assert llm.batched_generate(["ab", "c"]) == ["<ab|1|1|0>", "<c|1|1|0>"]

@@ -40,6 +40,8 @@ def test_wrong_heads_are_two_kinds_or_one_unit_twice():
     assert head_is_wrong("volume: gallon to gallon: <answer>5 * 3.785 / 3.785</answer>")
     assert head_is_wrong("data: foot to foot: <answer>6.5")  # cut short: the head is whole
     assert head_is_wrong("length: ft to foot: <answer>6.5 * 0.3048 / 0.3048</answer>")  # two spellings of one unit
+    # the head is the one before the first tag, whatever follows it
+    assert head_is_wrong("volume: gallon to gallon: <answer>5 * 1 / 1</answer> <answer>5</answer>")
 
 
 def test_heads_that_can_be_right_or_cannot_be_judged_are_not_wrong():
@@ -47,7 +49,7 @@ def test_heads_that_can_be_right_or_cannot_be_judged_are_not_wrong():
     assert not head_is_wrong("volume: quart to ounce: <answer>2 * 0.9464 / 0.02957</answer>")  # a fluid ounce
     assert not head_is_wrong("mass: kilogam to gram: <answer>3 * 1000 / 1</answer>")  # a name it lacks
     assert not head_is_wrong("<answer>3000</answer>")  # the course's number format: no head
-    assert not head_is_wrong("mass: kilogram to kilogram")  # no answer tag yet: nothing to judge
+    assert not head_is_wrong("mass: kilogram to kilogram: ")  # no answer tag yet: nothing to judge
     assert not head_is_wrong("")
 
 
