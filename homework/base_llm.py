@@ -60,7 +60,6 @@ class BaseLLM:
     def generate(self, prompt: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> str:
         return self.batched_generate([prompt], max_new_tokens=max_new_tokens)[0]
 
-    @torch.inference_mode()
     def batched_generate(
         self,
         prompts: list[str],
@@ -73,7 +72,9 @@ class BaseLLM:
 
         Left-pads each micro-batch (right padding would put pad tokens between prompt and
         continuation, catalog row 12), sorts by length to pad less, and returns results in input order.
-        Greedy unless temperature > 0. With num_return_sequences, returns one list per prompt.
+        Greedy unless temperature > 0. With num_return_sequences, returns one list per prompt. Under the default
+        named check ("constrain"), a greedy answer whose head is never right is decoded again inside the head
+        grammar, with HEAD_BEAMS beams.
         """
         if not prompts:
             return []
@@ -85,19 +86,22 @@ class BaseLLM:
             gen_kwargs["temperature"] = temperature
         else:  # avoid warnings about sampling settings inherited from generation_config
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            outputs = self._generate_all(encoded, micro_batch_size, gen_kwargs)
-            if not sample and n_ret == 1 and named_check() == "constrain":
-                # A head that is never right is decoded again inside the head grammar (head_grammar.py).
-                wrong = [i for i, texts in enumerate(outputs) if head_is_wrong(texts[0])]
-                redone = [] if not wrong else self._generate_all([encoded[i] for i in wrong], micro_batch_size,
-                                            dict(gen_kwargs, num_beams=HEAD_BEAMS), constrain=True)
-                for i, texts in zip(wrong, redone):
-                    outputs[i] = texts
-        finally:
-            self.model.train(was_training)
+        # inference_mode as a block, not a decorator: mutmut leaves decorated functions unmutated
+        with torch.inference_mode():
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                outputs = self._generate_all(encoded, micro_batch_size, gen_kwargs)
+                if not sample and n_ret == 1 and named_check() == "constrain":
+                    # A head that is never right is decoded again inside the head grammar (head_grammar.py).
+                    wrong = [i for i, texts in enumerate(outputs) if head_is_wrong(texts[0])]
+                    if wrong:
+                        redone = self._generate_all([encoded[i] for i in wrong], micro_batch_size,
+                                                    dict(gen_kwargs, num_beams=HEAD_BEAMS), constrain=True)
+                        for i, texts in zip(wrong, redone):
+                            outputs[i] = texts
+            finally:
+                self.model.train(was_training)
         if num_return_sequences is None:
             return [o[0] for o in outputs]
         return outputs

@@ -160,6 +160,7 @@ class _EchoModel(torch.nn.Module):
     def generate(self, input_ids, attention_mask, eos_token_id=None, pad_token_id=None, num_return_sequences=1,
                  **kwargs):
         assert input_ids.dtype == attention_mask.dtype == torch.long  # the types transformers documents
+        assert torch.is_inference_mode_enabled()  # no autograd graph kept while generating
         self.calls.append(input_ids.shape)
         rows = []
         for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):

@@ -16,14 +16,17 @@ from .prompt import encode
 from .vocabulary import units
 
 
-@functools.lru_cache(maxsize=1)
-def valid_heads() -> tuple[str, ...]:
+def _valid_heads() -> tuple[str, ...]:
     """Every head a named answer can rightly have: `{kind}: {source} to {target}:`, source != target."""
     names = defaultdict(list)
     for unit in units():
         names[unit.dimension].append(unit.canonical)
     return tuple(f"{kind}: {src} to {dst}:" for kind, kind_names in sorted(names.items())
                  for src in kind_names for dst in kind_names if src != dst)
+
+
+# Cached by assignment, not by decorator: mutmut leaves decorated functions unmutated.
+valid_heads = functools.lru_cache(maxsize=1)(_valid_heads)
 
 
 def head_is_wrong(text: str) -> bool:
@@ -57,8 +60,10 @@ class HeadTrie:
         return list(node)
 
 
-@functools.lru_cache(maxsize=4)
-def head_trie(tokenizer) -> HeadTrie:
+def _head_trie(tokenizer) -> HeadTrie:
     """The trie for `tokenizer`; the heads are tokenized alone, as they are in context after the prompt's
     newline and before " <answer>" (tests/text/test_head_grammar.py checks this against whole answers)."""
     return HeadTrie(encode(tokenizer, head) for head in valid_heads())
+
+
+head_trie = functools.lru_cache(maxsize=4)(_head_trie)
