@@ -74,23 +74,18 @@ def test_the_course_smoke_check_answers_twenty_validation_questions(monkeypatch,
     assert capsys.readouterr().out == "accuracy=0.500 answer_rate=0.500\n"
 
 
-class _BytesTokenizer:
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": list(text.encode())}
-
-
 def _scripted_passes(monkeypatch, mode, greedy):
     """A BaseLLM whose passes are scripted: the free pass returns `greedy`, a constrained pass "fixed <prompt>"."""
     monkeypatch.setenv("HOMEWORK_NAMED_CHECK", mode)
-    llm = BaseLLM.from_components(torch.nn.Linear(2, 2), _BytesTokenizer())
+    llm = BaseLLM.from_components(torch.nn.Linear(2, 2), _CharTokenizer())
     calls = []
 
     def passes(encoded, micro_batch_size, gen_kwargs, constrain=False):
         assert not llm.model.training  # both passes decode in eval mode
         calls.append((encoded, micro_batch_size, gen_kwargs, constrain))
         if constrain:
-            return [[f"fixed {bytes(e).decode()}"] for e in encoded]
-        return [[greedy[bytes(e).decode()]] * gen_kwargs["num_return_sequences"] for e in encoded]
+            return [[f"fixed {''.join(map(chr, e))}"] for e in encoded]
+        return [[greedy[''.join(map(chr, e))]] * gen_kwargs["num_return_sequences"] for e in encoded]
 
     monkeypatch.setattr(llm, "_generate_all", passes)
     return llm, calls
@@ -105,8 +100,8 @@ def test_constrain_decodes_again_only_the_wrong_heads_with_beams_and_keeps_the_o
     llm, calls = _scripted_passes(monkeypatch, "constrain", GREEDY)
     assert llm.batched_generate(["a", "b", "c"], micro_batch_size=7) == ["fixed a", GREEDY["b"], "fixed c"]
     (free, _, free_kwargs, free_held), (again, size, kwargs, held) = calls
-    assert free == [list(b"a"), list(b"b"), list(b"c")] and not free_held and "num_beams" not in free_kwargs
-    assert again == [list(b"a"), list(b"c")] and size == 7 and held
+    assert free == [[ord("a")], [ord("b")], [ord("c")]] and not free_held and "num_beams" not in free_kwargs
+    assert again == [[ord("a")], [ord("c")]] and size == 7 and held
     assert kwargs == dict(free_kwargs, num_beams=base_llm.HEAD_BEAMS) and base_llm.HEAD_BEAMS > 1
     assert llm.model.training  # restored
 

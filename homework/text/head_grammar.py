@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
+from .answers import ANSWER_OPEN
 from .named import named_units
 from .prompt import encode
 from .vocabulary import units
@@ -32,7 +33,7 @@ valid_heads = functools.lru_cache(maxsize=1)(_valid_heads)
 def head_is_wrong(text: str) -> bool:
     """Whether a generation's named head is outside the grammar in a way that is never right: units of two
     kinds, or one unit named twice. A head with a name the vocabulary lacks, or no head, is not judged."""
-    start = text.find("<answer>")
+    start = text.find(ANSWER_OPEN)
     if start < 0 or ":" not in text[:start]:
         return False
     claim = named_units(text[:start])
