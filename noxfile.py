@@ -1,8 +1,9 @@
-"""nox sessions: smoke, tests, slow, ddp, lint, bench, and the release check against the ends of the
-supported range (compat-oldest, compat-5.17, compat-newest).
+"""nox sessions: smoke, tests, slow, ddp, lint, bench; the release check against the ends of the
+supported range (compat-oldest, compat-5.17, newest); and lock, which refreshes the tested set.
 
 Environments are reused between runs (`nox -s smoke` twice installs once). torch is pinned so a
-CPU machine takes its local CPU build instead of a multi-GB CUDA wheel.
+CPU machine takes its local CPU build instead of a multi-GB CUDA wheel. Every session but `newest` and
+`lock` installs the tested set of versions (.ci/constraints.txt), the same set CI and the README install.
 """
 
 import os
@@ -14,19 +15,25 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["smoke", "tests", "lint"]
 
 TORCH = "torch==2.13.0"
+# The tested set: every package the dev install resolves, at the versions the fast tier last passed with.
+CONSTRAINTS = Path(".ci/constraints.txt")
+# Left out of the tested set: torch is pinned on its own (its local build differs between CPU and CUDA
+# machines), and these come with a CUDA torch only.
+UNPINNED = ("torch", "nvidia-", "triton", "homework")
 # The release check: pyproject.toml's range tested at its ends. "oldest" pins every lower bound that
 # pyproject.toml states for the training stack; 5.17 is the CUDA runner's preinstalled version (its
-# GGUF tokenizer reading differs); "newest" takes the latest that the range allows.
+# GGUF tokenizer reading differs). The newest end is the `newest` session.
 COMPAT = {
     "oldest": ["transformers==4.52.1", "peft==0.15.0", "accelerate==1.3.0"],
     "5.17": ["transformers==5.17.0"],
-    "newest": ["--upgrade", "transformers>=4.52,<6", "peft>=0.15", "accelerate>=1.3"],
 }
 
 
-def install(session, pins=()):
+def install(session, pins=(), *, extras="test"):
     session.install(TORCH)
-    session.install("-e", ".[test]", *pins)
+    # pins given here override the tested set (compat-oldest pins older versions than it holds)
+    constraints = [] if pins else ["-c", str(CONSTRAINTS)]
+    session.install("-e", f".[{extras}]", *constraints, *pins)
     # Build the embedded model cache up front so the tests' timings exclude the one-off conversion.
     session.run("python", "-m", "homework.runtime.model_source")
 
@@ -85,6 +92,73 @@ def _compat_session(name: str, pins: list[str]):
 
 for _name, _pins in COMPAT.items():
     globals()[f"compat_{_name.replace('.', '_')}"] = _compat_session(_name, _pins)
+
+
+def pinned_versions(text: str) -> dict[str, str]:
+    """`name==version` lines of a constraints file or of `pip freeze` -> {normalised name: version}."""
+    found = {}
+    for line in text.splitlines():
+        line = line.split(";")[0].split("#")[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==", 1)
+            found[name.strip().lower().replace("_", "-")] = version.strip()
+    return found
+
+
+def constraints_from_freeze(freeze: str, python: str) -> str:
+    """The tested set as a constraints file: each frozen package but the UNPINNED ones, for the Python it was
+    resolved on and newer (an older Python may lack wheels of these versions: it resolves freely)."""
+    lines = ["# The tested set: the versions `pytest -m \"not slow\"` last passed with, on Python " + python + ".",
+             "# CI and the README install it (pip install -c .ci/constraints.txt). Refresh: nox -s lock.",
+             "# torch is pinned on its own (torch==2.13.0, a CPU or CUDA build by machine)."]
+    for name, version in sorted(pinned_versions(freeze).items()):
+        if not name.startswith(UNPINNED):
+            lines.append(f'{name}=={version}; python_version >= "{python}"')
+    return "\n".join(lines) + "\n"
+
+
+def drift(tested: dict[str, str], installed: dict[str, str]) -> list[str]:
+    """What an install has that the tested set does not: `name tested -> installed` for each other version, and
+    `name (new)` for each package the tested set lacks."""
+    changed = []
+    for name, version in sorted(installed.items()):
+        if name.startswith(UNPINNED):
+            continue
+        if name not in tested:
+            changed.append(f"{name} {version} (not in the tested set)")
+        elif tested[name] != version:
+            changed.append(f"{name} {tested[name]} -> {version}")
+    return changed
+
+
+def _frozen(session) -> dict[str, str]:
+    return pinned_versions(session.run("python", "-m", "pip", "freeze", silent=True) or "")
+
+
+@nox.session
+def newest(session):
+    """The fast tier with the newest versions that pyproject.toml allows (no tested set): what a fresh machine
+    gets today. Prints how they differ from .ci/constraints.txt; a failure names those packages."""
+    install(session, ["--upgrade", "--upgrade-strategy", "eager"], extras="dev")
+    changed = drift(pinned_versions(CONSTRAINTS.read_text()), _frozen(session))
+    session.log("newer than the tested set: " + ("; ".join(changed) or "nothing"))
+    try:
+        session.run("pytest", "-m", "not slow", *session.posargs)
+    except nox.command.CommandFailed:
+        session.error("the fast tier fails with the newest allowed versions; they differ from the tested set in: "
+                      + ("; ".join(changed) or "nothing (a failure of the tested set itself)"))
+
+
+@nox.session
+def lock(session):
+    """Refresh the tested set: install the newest allowed versions, run the fast tier, and only if it passes
+    write .ci/constraints.txt (commit it with the run's figures)."""
+    install(session, ["--upgrade", "--upgrade-strategy", "eager"], extras="dev")
+    session.run("pytest", "-m", "not slow", *session.posargs)
+    python = session.run("python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True).strip()
+    freeze = session.run("python", "-m", "pip", "freeze", silent=True) or ""
+    CONSTRAINTS.write_text(constraints_from_freeze(freeze, python))
+    session.log(f"wrote {CONSTRAINTS}")
 
 
 @nox.session

@@ -1,6 +1,8 @@
 """A process of a multi-process run on a machine with fewer GPUs than processes: a clear refusal when it asks
 for CUDA, and CPU with gloo when it asks for CPU. CUDA is simulated (torch.cuda patched), so this runs here."""
 
+import os
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from homework.runtime.errors import HomeworkError
 @pytest.fixture
 def one_gpu(monkeypatch):
     """torch as it answers on a one-GPU machine (no CUDA call is made: only devices are named)."""
+    monkeypatch.delenv("HOMEWORK_PRECISION", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -43,23 +46,64 @@ def test_cpu_requested_on_a_gpu_machine_stays_on_cpu_for_every_rank(one_gpu, mon
     monkeypatch.setenv("LOCAL_RANK", "1")
     if how == "environment":
         monkeypatch.setenv("HOMEWORK_DEVICE", "cpu")
-    placement = resolve_placement("cpu" if how == "argument" else None)
+    placement = resolve_placement("cpu" if how == "argument" else None, "fp32")
     assert placement.device == torch.device("cpu") and placement.dtype == torch.float32
 
 
-def test_cpu_processes_get_gloo_even_where_cuda_is_present(one_gpu, monkeypatch):
-    """TrainingArguments(use_cpu=True), which a CPU placement sets, makes accelerate start gloo, not nccl."""
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType
+# A process of a launched run, on a machine where torch reports one GPU (simulated through torch's public
+# device queries, in a process of its own: the process group can be started once per process).
+_LAUNCHED_PROCESS = """
+import sys, torch
+torch.cuda.is_available = lambda: True
+torch.cuda.device_count = lambda: 1
+if hasattr(torch, "accelerator"):  # newer accelerate asks torch.accelerator which device class is present
+    torch.accelerator.is_available = lambda: True
+    torch.accelerator.device_count = lambda: 1
+    torch.accelerator.current_accelerator = lambda *a, **k: torch.device("cuda")
+from homework.runtime.device import Placement
+from homework.training.config import TrainConfig
+from homework.training.recipe import training_arguments
 
-    prepare = getattr(PartialState, "_prepare_backend", None)
-    if prepare is None:
-        pytest.skip("this accelerate has no PartialState._prepare_backend")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setattr(torch.distributed, "is_mpi_available", lambda: False)
-    assert prepare(None, cpu=True) == ("gloo", DistributedType.MULTI_CPU)
-    assert prepare(None, cpu=False)[0] == "nccl"  # the default that failed on the one-GPU runner
+def backend(kind):
+    try:
+        args = training_arguments(TrainConfig(), sys.argv[1], Placement(torch.device(kind), torch.float32))
+        args.device  # the Trainer's first use of the arguments starts the process group
+    except RuntimeError as exc:  # a CPU build of torch has no NCCL to start
+        return "nccl (unavailable)" if "NCCL" in str(exc) else f"error: {exc}"
+    return torch.distributed.get_backend()
+
+# The control first, where it cannot start anything: it shows the simulated GPU is seen, so the CPU case can fail.
+if not torch.distributed.is_nccl_available():
+    print("cuda:", backend("cuda"))
+print("cpu:", backend("cpu"))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cpu_processes_get_gloo_even_where_cuda_is_present(tmp_path):
+    """A CPU placement under a launcher starts gloo, even on a machine with a GPU (where the default is NCCL,
+    which failed on the one-GPU runner). Checked through the training arguments the project builds and the
+    process group that the Trainer's set-up actually starts, not through a launcher library's private code."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port())}
+    env.pop("HOMEWORK_DEVICE", None)
+    done = subprocess.run([sys.executable, "-c", _LAUNCHED_PROCESS, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    assert done.returncode == 0 and "cpu" in lines, done.stderr[-2000:]
+    assert lines["cpu"] == "gloo", done.stdout
+    if "cuda" in lines:
+        assert lines["cuda"].startswith("nccl"), f"the simulated GPU was not seen, so the check proves nothing: {lines}"
 
 
 @pytest.mark.parametrize("processes,launcher", [(1, "torchrun"), (2, "torchrun"), (2, "accelerate")])

@@ -306,29 +306,27 @@ class FakeReporter:
         self.lines.append(line)
 
 
-def test_the_options_ini_keys_and_their_help():
-    from _pytest.config.argparsing import Parser
-
-    parser = Parser(_ispytest=True)
-    plugin.pytest_addoption(parser)
-    ns = parser.parse_known_args(["--sft-contract=pkg.mod:factory", "--sft-contract-steps", "5",
-                                  "--sft-contract-examples=7"])
-    assert (ns.sft_contract, ns.sft_contract_steps, ns.sft_contract_examples) == ("pkg.mod:factory", 5, 7)
-    unset = parser.parse_known_args([])
-    assert (unset.sft_contract, unset.sft_contract_steps, unset.sft_contract_examples) == (None, None, None)
-    assert parser._inidict == {
-        "sft_contract": ("MODULE:FACTORY returning the project's SFTContract", "string", ""),
-        "sft_contract_steps": ("optimizer steps of the healthy-first-steps check", "string", "3"),
-        "sft_contract_examples": ("Hypothesis examples per property of the battery", "string", "20")}
-    section = parser.optparser.format_help().split("SFT contract (sft_contract):\n", 1)[1]
-    assert " ".join(section.split()) == (
-        "--sft-contract=MODULE:FACTORY run the SFT contract battery on the SFTContract that MODULE:FACTORY returns "
-        "(ini: sft_contract) --sft-contract-steps=SFT_CONTRACT_STEPS optimizer steps of the healthy-first-steps "
-        "check (ini: sft_contract_steps; default 3) --sft-contract-examples=SFT_CONTRACT_EXAMPLES Hypothesis examples "
-        "per property (ini: sft_contract_examples; default 20)")
-    # the group other plugins and conftests add to by name
-    assert [o.names() for o in parser.getgroup("sft-contract").options] == [
-        ["--sft-contract"], ["--sft-contract-steps"], ["--sft-contract-examples"]]
+def test_the_options_ini_keys_and_their_help(pytester):
+    """Through pytest's public surface (parsed options, ini values, `--help`), not its parser's internals."""
+    config = pytester.parseconfig(*WITH_PLUGIN, "--sft-contract=pkg.mod:factory", "--sft-contract-steps", "5",
+                                  "--sft-contract-examples=7")
+    assert [config.getoption(n) for n in ("sft_contract", "sft_contract_steps", "sft_contract_examples")] == \
+        ["pkg.mod:factory", 5, 7]
+    unset = pytester.parseconfig(*WITH_PLUGIN)
+    assert [unset.getoption(n) for n in ("sft_contract", "sft_contract_steps", "sft_contract_examples")] == \
+        [None, None, None]
+    assert [unset.getini(n) for n in ("sft_contract", "sft_contract_steps", "sft_contract_examples")] == ["", "3", "20"]
+    text = " ".join(run_with_plugin(pytester, "--help").stdout.str().split())
+    # the options, in their own group, in this order, with their help
+    assert "SFT contract (sft_contract): --sft-contract=MODULE:FACTORY run the SFT contract battery on the " \
+        "SFTContract that MODULE:FACTORY returns (ini: sft_contract) --sft-contract-steps=SFT_CONTRACT_STEPS " \
+        "optimizer steps of the healthy-first-steps check (ini: sft_contract_steps; default 3) " \
+        "--sft-contract-examples=SFT_CONTRACT_EXAMPLES Hypothesis examples per property (ini: " \
+        "sft_contract_examples; default 20)" in text
+    for key, help_ in (("sft_contract", "MODULE:FACTORY returning the project's SFTContract"),
+                       ("sft_contract_steps", "optimizer steps of the healthy-first-steps check"),
+                       ("sft_contract_examples", "Hypothesis examples per property of the battery")):
+        assert f"{key} (string): {help_}" in text
 
 
 BATTERY_FILE = importlib.util.find_spec("sft_contract.battery").origin

@@ -26,7 +26,9 @@ def _no_full_collection(monkeypatch):
     # accelerate frees memory after train() with gc.collect(), a second in a test process full of objects
     import accelerate.utils.memory
 
-    monkeypatch.setattr(accelerate.utils.memory, "clear_device_cache", lambda garbage_collection=False: None)
+    # a speed-up only: where a newer accelerate no longer has the function, nothing is patched
+    monkeypatch.setattr(accelerate.utils.memory, "clear_device_cache", lambda garbage_collection=False: None,
+                        raising=False)
 
 
 @pytest.fixture

@@ -276,3 +276,23 @@ def test_the_trainer_keeps_its_guard_grouping_and_run_id(tiny, tmp_path):
     trainer = SupervisedTrainer(tiny, args)  # the stock Trainer's positional arguments pass through
     assert (trainer.model, trainer.args) == (tiny, args)
     assert (trainer.health_guard, trainer.group_by_length, trainer.run_id) == (None, False, None)
+
+
+def test_the_trainer_hooks_this_trainer_overrides_exist_in_the_installed_transformers():
+    """SupervisedTrainer overrides underscore methods of the Trainer (the sampler, the optimizer reload, the
+    checkpoint save). If a transformers release renames one, the override becomes dead code and its behaviour
+    (length-grouped batches, a CPU map_location, the checkpoint's completion marker) silently stops, while the
+    tests that patch the old name pass on: fail here, naming the version."""
+    import transformers
+    from transformers import Trainer
+
+    from homework.training.trainer import SupervisedTrainer
+
+    hooks = {"_get_train_sampler", "_load_optimizer_and_scheduler", "_save_checkpoint"}
+    own = {name for name in vars(SupervisedTrainer) if name.startswith("_") and not name.startswith("__")}
+    assert hooks <= own, "the list of overridden hooks is out of date"
+    missing = sorted(name for name in hooks if not callable(getattr(Trainer, name, None)))
+    assert not missing, f"transformers {transformers.__version__}'s Trainer has no {missing}: SupervisedTrainer's " \
+                        "overrides of them are dead code"
+    # any other underscore method that shadows one of the Trainer's is listed above, where this test guards it
+    assert {name for name in own if callable(getattr(Trainer, name, None))} == hooks
