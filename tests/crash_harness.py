@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
+from contextlib import contextmanager
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -99,3 +100,76 @@ def every_crash_window(setup: Callable[[], None], write: Callable[[], None], che
     count_steps(write)
     check("after the whole write")
     return n
+
+
+# --------------------------------------------------------------------------- power loss
+# A SIGKILL leaves the page cache to the kernel, which writes it out anyway; a power loss does not. What then
+# survives is what was fsynced, and a rename may reach the disk before the bytes it points at. So a durable
+# write syncs the staged bytes (and, for a directory, every entry under it) before the rename, and the parent
+# directory after it. `record_disk_order` logs those calls in order; `assert_durably_renamed` judges them.
+
+
+class DiskLog(list):
+    """("fsync", path, size) and ("replace", source, destination, files under source) entries, in call order."""
+
+    def fsyncs_before(self, index: int) -> dict[str, int]:
+        return {e[1]: e[2] for e in self[:index] if e[0] == "fsync"}
+
+
+@contextmanager
+def record_disk_order(monkeypatch):
+    """Log every os.fsync (the path its descriptor names, via /proc, and that file's size then) and every
+    os.replace / os.rename (with what lay under the source) made inside the block."""
+    if not os.path.isdir("/proc/self/fd"):
+        import pytest
+
+        pytest.skip("naming a descriptor's file needs /proc (Linux)")
+    log = DiskLog()
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def fsync(fd):
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        log.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd).st_size))
+        return real_fsync(fd)
+
+    def renaming(real):
+        def rename(src, dst, *args, **kwargs):
+            src, dst = os.path.realpath(src), os.path.realpath(dst)
+            log.append(("replace", src, dst, _contents(src)))
+            return real(src, dst, *args, **kwargs)
+
+        return rename
+
+    with monkeypatch.context() as patched:  # undone when the block ends
+        patched.setattr(os, "fsync", fsync)
+        patched.setattr(os, "replace", renaming(real_replace))
+        patched.setattr(os, "rename", renaming(real_rename))
+        yield log
+
+
+def _contents(path: str) -> dict[str, int | None]:
+    """path -> size for a file; for a directory, itself and everything under it (directories with size None)."""
+    if not os.path.isdir(path):
+        return {path: os.path.getsize(path)} if os.path.exists(path) else {}
+    found: dict[str, int | None] = {path: None}
+    for dirpath, dirnames, filenames in os.walk(path):
+        found.update({os.path.join(dirpath, d): None for d in dirnames})
+        found.update({os.path.join(dirpath, f): os.path.getsize(os.path.join(dirpath, f)) for f in filenames})
+    return found
+
+
+def assert_durably_renamed(log: DiskLog, target) -> None:
+    """The last rename onto `target` moved only synced things (each file synced at its final size, each
+    directory synced), and `target`'s directory was synced after it."""
+    target = os.path.realpath(target)
+    renames = [i for i, e in enumerate(log) if e[0] == "replace" and e[2] == target]
+    assert renames, f"nothing was renamed onto {target}: {log}"
+    i = renames[-1]
+    synced = log.fsyncs_before(i)
+    for path, size in log[i][3].items():
+        assert path in synced, f"{path} was renamed into place before it was fsynced (a power loss can lose it)"
+        if size is not None:
+            assert synced[path] == size, f"{path} was fsynced at {synced[path]} bytes, renamed at {size}"
+    parent = os.path.dirname(target)
+    assert any(e[0] == "fsync" and e[1] == parent for e in log[i + 1:]), \
+        f"{parent} was not fsynced after the rename onto {target}: the rename itself may not survive a power loss"

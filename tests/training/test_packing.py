@@ -245,3 +245,40 @@ def test_the_guard_sees_an_unsupervised_row_inside_a_packed_batch(lora_model, hw
         run_steps(lora_model, hw_tokenizer, rows4, 1, batch_size=4, packing=True,
                   collator=PackingCollator(refuse_unsupervised=False))
     assert info.value.catalog_row == 2
+
+
+def _may_attend(mask: torch.Tensor) -> torch.Tensor:
+    """(T, T) bool from the mask a model was handed: 4D additive (0 = attend) or 4D boolean (True = attend)."""
+    assert mask.dim() == 4 and mask.shape[:2] == (1, 1), f"a 2D padding mask cannot keep packed rows apart: {mask.shape}"
+    mask = mask[0, 0]
+    return mask if mask.dtype == torch.bool else mask == 0
+
+
+@pytest.mark.parametrize("path", ["supervised_loss", "trainer"])
+def test_the_model_is_handed_a_block_diagonal_mask_for_packed_rows(path):
+    """What keeps packed rows apart is OUR mask, not transformers inferring rows from position ids (4.53+ does,
+    and only without a cache; 4.52, inside the supported range, does not). A stand-in model records what it is
+    called with: every token may attend to itself and the earlier tokens of its own row, and to nothing else."""
+    from homework.training.trainer import SupervisedTrainer, supervised_loss
+    from tests.conftest import random_llama
+
+    model = random_llama()
+    calls = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs), with_kwargs=True)
+    lengths = (3, 5, 1, 4)
+    features = [{"input_ids": [(7 * r + k) % 32 for k in range(n)], "labels": [IGNORE_INDEX] + [5] * (n - 1)}
+                for r, n in enumerate(lengths)]
+    features[2]["labels"] = [5]  # a one-token row: its only label is masked as a row boundary
+    batch = PackingCollator(refuse_unsupervised=False)(features)
+    if path == "trainer":
+        trainer = SupervisedTrainer.__new__(SupervisedTrainer)
+        trainer.health_guard, trainer.args = None, SimpleNamespace(average_tokens_across_devices=False)
+        trainer.compute_loss(model, batch)
+    else:
+        supervised_loss(model, batch)
+    (kwargs,) = calls
+    assert kwargs.get("attention_mask") is not None, "packed rows were left to the library to tell apart"
+    row = [r for r, n in enumerate(lengths) for _ in range(n)]
+    expected = torch.tensor([[row[i] == row[j] and j <= i for j in range(len(row))] for i in range(len(row))])
+    assert torch.equal(_may_attend(kwargs["attention_mask"]), expected)
+    assert kwargs["position_ids"].tolist() == [[k for n in lengths for k in range(n)]]
