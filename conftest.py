@@ -55,8 +55,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     try:
         from homework.runtime.device import resolve_placement
 
-        device = resolve_placement(None if device == "auto" else device).describe()
+        # the fixtures' precision (tests/conftest.py pins fp32), and what `train` would choose here
+        name = None if device == "auto" else device
+        device, chosen = resolve_placement(name, "fp32").describe(), resolve_placement(name).explain()
     except Exception as exc:  # a header must never break the run
-        device = f"{device} ({type(exc).__name__})"
+        device, chosen = f"{device} ({type(exc).__name__})", "?"
     model = config.getoption("hw_model") or config.getini("hw_model") or os.environ.get("HOMEWORK_MODEL") or "embedded"
-    return f"homework: model={model} device/dtype={device}"
+    return f"homework: model={model} device/dtype={device}; the default here: {chosen}"

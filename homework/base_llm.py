@@ -34,8 +34,8 @@ class _HeadGrammar(LogitsProcessor):
 
 
 class BaseLLM:
-    def __init__(self, checkpoint: str | None = None, device: str | None = None):
-        self.placement = resolve_placement(device)
+    def __init__(self, checkpoint: str | None = None, device: str | None = None, precision: str | None = None):
+        self.placement = resolve_placement(device, precision)
         self.model_spec = resolve_model(checkpoint)
         self.model, self.tokenizer = load_pretrained(self.model_spec, self.placement.dtype, self.placement.device)
         self.model.eval()

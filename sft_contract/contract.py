@@ -325,18 +325,31 @@ def check_first_steps(contract: SFTContract):
     records = recorder.records
     if len(records) != contract.steps:
         raise ContractViolation(f"{len(records)} optimizer steps were logged, not {contract.steps}", 15)
+    if recorder.autocast_steps:
+        raise ContractViolation(f"the optimizer step ran under autocast (steps {recorder.autocast_steps}): autocast "
+                                "wraps the backward and the update, not only the forward", 18)
     for r in records:
         problem = step_problem(r, recorder.warmup_steps)
         if problem:
             raise ContractViolation(f"step {r.step}: {problem[1]}", problem[0])
-    after = dict(model.named_parameters())
+    problem = movement_problem(before, dict(model.named_parameters()), trainable)
+    if problem:
+        raise ContractViolation(*problem)
+    return records, model
+
+
+def movement_problem(before: dict, after: dict, trainable: set[str]) -> tuple[str, int] | None:
+    """(what, catalog row) when a trainable tensor of `before` is unchanged in `after` (row 8) or a frozen one
+    changed (row 15); None when training moved exactly the trainable tensors."""
+    import torch
+
     still = sorted(n for n in trainable if torch.equal(before[n], after[n].detach()))
     if still:
-        raise ContractViolation(f"{len(still)} trainable tensors never moved, e.g. {still[0]}", 8)
+        return f"{len(still)} trainable tensors never moved, e.g. {still[0]}", 8
     moved = sorted(n for n in before if n not in trainable and not torch.equal(before[n], after[n].detach()))
     if moved:
-        raise ContractViolation(f"{len(moved)} frozen tensors changed, e.g. {moved[0]}", 15)
-    return records, model
+        return f"{len(moved)} frozen tensors changed, e.g. {moved[0]}", 15
+    return None
 
 
 def check_save_and_reload(contract: SFTContract, question: str, trained_model=None) -> None:

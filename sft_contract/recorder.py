@@ -6,9 +6,23 @@ from __future__ import annotations
 
 import math
 
+import torch
 from transformers import TrainerCallback
 
 from .steps import StepRecord
+
+
+def autocast_device() -> str | None:
+    """The device type whose autocast is on here, or None. Asked at an optimizer step, an answer other than None
+    means autocast wraps more than the forward pass (catalog row 18)."""
+    for device in ("cpu", "cuda"):
+        try:
+            on = torch.is_autocast_enabled(device)
+        except TypeError:  # a torch without the per-device form
+            on = torch.is_autocast_cpu_enabled() if device == "cpu" else torch.is_autocast_enabled()
+        if on:
+            return device
+    return None
 
 
 class StepRecorder(TrainerCallback):
@@ -16,6 +30,7 @@ class StepRecorder(TrainerCallback):
         self.records: list[StepRecord] = []
         self.warmup_steps = 0
         self._grad_norm: float | None = None
+        self.autocast_steps: list[int] = []  # optimizer steps that ran under autocast (catalog row 18)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # one log per optimizer step, and a NaN loss logged as NaN rather than as the running mean (catalog row 1)
@@ -25,6 +40,8 @@ class StepRecorder(TrainerCallback):
         self.warmup_steps = args.get_warmup_steps(state.max_steps) if state.max_steps else 0
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if autocast_device() is not None:
+            self.autocast_steps.append(state.global_step + 1)
         # the Trainer logs grad_norm only when it clips; this is the fallback
         if model is not None:
             norms = [float(p.grad.detach().float().norm()) for p in model.parameters()

@@ -23,10 +23,27 @@ ISOLATED_ENV = ("HOMEWORK_FAULT", "HOMEWORK_FAULT_RANK", "HOMEWORK_WHEEL", "HOME
                 "HOMEWORK_NAMED_CHECK")
 
 
+# Tests compare numbers (golden trajectories, snapshots, tolerances), so they run in fp32 on every machine,
+# whatever the processor would choose; the tests of the choice itself and of bf16 ask for it explicitly.
+TEST_PRECISION = "fp32"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_homework_env(monkeypatch):
     for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOMEWORK_PRECISION", TEST_PRECISION)
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    """This process sees a CPU that emulates bf16 (AVX2 only, as on the AMD machines): the precision rules of
+    such a CPU are tested on any machine. The precision is unpinned, as a user runs it."""
+    from homework.runtime import precision
+
+    monkeypatch.setattr(precision, "_cpuinfo", lambda: "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n")
+    monkeypatch.setattr(precision, "measure", lambda *a, **k: precision.Probe(0.010, 4.0))
+    monkeypatch.delenv("HOMEWORK_PRECISION", raising=False)
 
 
 @pytest.fixture
@@ -89,7 +106,7 @@ def hw_settings(pytestconfig) -> dict:
 def hw_placement(hw_settings):
     from homework.runtime.device import resolve_placement
 
-    return resolve_placement(None if hw_settings["device"] == "auto" else hw_settings["device"])
+    return resolve_placement(None if hw_settings["device"] == "auto" else hw_settings["device"], TEST_PRECISION)
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,19 @@
 """The one place that decides device and dtype.
 
-CPU always trains in fp32: on the 2-core AVX2 machines this project targets, bf16 matmul is
-~400x slower than fp32 (docs/speed.md), and fp16 on CPU is slower still or unsupported.
-CUDA uses bf16 where the card supports it, else fp32 (fp16 overflows bf16-trained weights).
+A CPU trains in bf16 mixed precision where it computes bf16 natively and a probe measures it faster
+(precision.py), else in fp32: without AMX or AVX512-BF16, bf16 is emulated and ~400x slower (docs/speed.md).
+CUDA uses bf16 where the card supports it, else fp32. fp16 is refused everywhere (it overflows SmolLM2's
+bf16-trained weights). `--precision` / $HOMEWORK_PRECISION (auto, fp32, bf16) overrides.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from . import precision as _precision
 from .errors import HomeworkError
 
 DEVICE_ENV = "HOMEWORK_DEVICE"
@@ -21,6 +23,7 @@ DEVICE_ENV = "HOMEWORK_DEVICE"
 class Placement:
     device: torch.device
     dtype: torch.dtype
+    reason: str = field(default="", compare=False)  # why this dtype, for the run's first line
 
     @property
     def bf16(self) -> bool:
@@ -28,6 +31,9 @@ class Placement:
 
     def describe(self) -> str:
         return f"{self.device.type}/{str(self.dtype).removeprefix('torch.')}"
+
+    def explain(self) -> str:
+        return self.describe() + (f" ({self.reason})" if self.reason else "")
 
     @property
     def groups_by_length(self) -> bool:
@@ -37,9 +43,27 @@ class Placement:
         return self.device.type == "cpu"
 
 
-def resolve_placement(device: str | None = None) -> Placement:
-    """Pick the device (argument > $HOMEWORK_DEVICE > CUDA if present > CPU) and its dtype. Under torchrun or
-    accelerate launch, plain "cuda" means this process's GPU, cuda:$LOCAL_RANK."""
+def _probe_cache_dir():
+    from .model_source import cache_root
+
+    try:
+        return cache_root()
+    except Exception:  # no usable cache: the probe is measured each time, never an error
+        return None
+
+
+def cpu_precision(precision: str | None = None) -> _precision.CpuChoice:
+    """The CPU's dtype for `precision` (argument > $HOMEWORK_PRECISION > auto), with the reason."""
+    asked = _precision.requested_precision(precision)
+    identity = _precision.cpu_identity()
+    return _precision.choose_cpu_precision(asked, identity,
+                                           lambda: _precision.cached_probe(_probe_cache_dir(), identity))
+
+
+def resolve_placement(device: str | None = None, precision: str | None = None) -> Placement:
+    """Pick the device (argument > $HOMEWORK_DEVICE > CUDA if present > CPU) and its dtype (precision: argument >
+    $HOMEWORK_PRECISION > auto). Under torchrun or accelerate launch, plain "cuda" means this process's GPU,
+    cuda:$LOCAL_RANK."""
     name = (device or os.environ.get(DEVICE_ENV) or "auto").lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,20 +83,27 @@ def resolve_placement(device: str | None = None) -> Placement:
         dev = torch.device(name)
         if dev.index is not None and dev.index >= visible:
             raise HomeworkError(f"device {name!r} was requested but only {devices}")
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return Placement(dev, dtype)
+        asked = _precision.requested_precision(precision)
+        if asked == "fp32":
+            return Placement(dev, torch.float32, "fp32 as asked")
+        if torch.cuda.is_bf16_supported():
+            return Placement(dev, torch.bfloat16, "bf16: the card supports it")
+        if asked == "bf16":
+            raise HomeworkError(f"bf16 was requested but {name} does not support it; use --precision fp32 (or auto)")
+        return Placement(dev, torch.float32, "fp32: the card has no bf16")
     if name == "cpu":
-        return Placement(torch.device("cpu"), torch.float32)
+        choice = cpu_precision(precision)
+        return Placement(torch.device("cpu"), choice.dtype, choice.reason)
     raise HomeworkError(f"unknown device {name!r}: use auto, cpu or cuda[:N]")
 
 
 def check_precision(placement_device: torch.device, dtype: torch.dtype) -> None:
-    """Refuse the precisions that break training here (catalog row 9): any half precision on CPU, and
-    fp16 anywhere (SmolLM2's bf16-trained weights overflow it). bf16 on CUDA is the intended path."""
-    if placement_device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+    """Refuse the precisions that break training here (catalog row 9): fp16 anywhere (SmolLM2's bf16-trained
+    weights overflow it), and bf16 on a CPU that does not compute it natively (emulated, ~400x slower)."""
+    if placement_device.type == "cpu" and dtype == torch.bfloat16 and not _precision.cpu_identity().native_bf16:
         raise HomeworkError(
-            f"half precision ({dtype}) on CPU refused: it is 40-500x slower than fp32 on this CPU and fp16 "
-            "overflows to NaN (failure catalog row 9). Train in fp32 on CPU."
+            f"bf16 on this CPU refused: it has neither {' nor '.join(_precision.NATIVE_BF16_FLAGS)}, so bf16 is "
+            "emulated and 40-500x slower than fp32 (failure catalog row 9). Train in fp32 on this CPU."
         )
     if dtype == torch.float16:
         raise HomeworkError(
@@ -82,6 +113,8 @@ def check_precision(placement_device: torch.device, dtype: torch.dtype) -> None:
 
 
 def wrong_half_precision(device: torch.device) -> torch.dtype:
-    """The half precision that is wrong on `device` (what the half_precision fault injects): bf16 on CPU
-    (slow), fp16 on CUDA (overflow)."""
-    return torch.bfloat16 if device.type == "cpu" else torch.float16
+    """The half precision that is wrong on `device` (what the half_precision fault injects): bf16 on a CPU that
+    emulates it (slow), fp16 elsewhere (overflow)."""
+    if device.type == "cpu" and not _precision.cpu_identity().native_bf16:
+        return torch.bfloat16
+    return torch.float16

@@ -16,7 +16,11 @@ Variants, all on the same rows, model, seed and batch size; each adds one change
             (the malloc setting is process-wide, so this variant and the next always run last)
   project   + the project's LoRA layout, TrainConfig's defaults: adapters on the last decoder layers
             only, at a higher rank (backpropagation stops at the lowest adapted layer): what
-            train_model does
+            train_model does in fp32
+  bf16      project in bf16 mixed precision: the frozen base weights stored in bf16, autocast around the
+            forward (TrainingArguments(bf16=True)), the adapter and optimizer in fp32; what train_model
+            does on a CPU that computes bf16 natively. Skipped, saying why, on a CPU that emulates bf16.
+Every variant but bf16 runs in fp32, whatever the machine would choose.
 The first step of each variant is a warm-up and not timed. Compare ratios, not absolute seconds.
 
 The batch size defaults to 32, the seed recipe's (the course's, and the one the baseline figures in
@@ -40,11 +44,11 @@ from ..runtime.atomic import atomic_write_json
 
 ALL_LAYERS_LORA = dict(lora_layers=None, lora_rank=16, lora_alpha=32)  # every variant but `project`
 SEED_BATCH_SIZE = 32  # the seed recipe's batch (the course's; baseline figures: docs/speed.md)
-VARIANTS = ("seed", "dynamic", "head", "grouped", "packed", "fused", "project")
+VARIANTS = ("seed", "dynamic", "head", "grouped", "packed", "fused", "project", "bf16")
 # (without, with, key): the gain of each single change, printed and written when both ran
 GAINS = (("seed", "dynamic", "dynamic_padding_gain"), ("dynamic", "head", "supervised_head_gain"),
          ("head", "grouped", "length_grouping_gain"), ("grouped", "fused", "fused_lora_allocator_gain"),
-         ("fused", "project", "lora_layout_gain"), ("head", "packed", "packing_gain"))
+         ("fused", "project", "lora_layout_gain"), ("head", "packed", "packing_gain"), ("project", "bf16", "bf16_gain"))
 
 
 class PeakRSS:
@@ -128,14 +132,19 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
 
     padded = name == "seed"
     rows = TokenizedDataset(tokenizer, data, format_example, max_length=128, pad=padded)
-    if name == "project":
+    if name in ("project", "bf16"):
         # the shipped recipe itself (TrainConfig's defaults: layout, fused layers, device-class grouping,
         # allocator setting), on the same rows, batch and learning rate as the other variants
+        from ..runtime.device import Placement
+
         cfg = TrainConfig(batch_size=batch_size, learning_rate=2e-4, warmup_steps=0, lr_scheduler="constant",
                           max_steps=steps + 1, save_steps=0, seed=seed, progress=False, evaluate=False)
+        device = next(base_model.parameters()).device
+        dtype = torch.bfloat16 if name == "bf16" else torch.float32
+        base = copy.deepcopy(base_model).to(dtype)
+        llm = BaseLLM.from_components(base, tokenizer, placement=Placement(device, dtype))
         with tempfile.TemporaryDirectory(prefix="homework-bench-") as tmp:
-            recipe = build_recipe(cfg, tmp, llm=BaseLLM.from_components(base_model, tokenizer),
-                                  base_model=copy.deepcopy(base_model), dataset=rows)
+            recipe = build_recipe(cfg, tmp, llm=llm, base_model=base, dataset=rows)
             recipe.trainer.data_collator = counter = CountingCollator(recipe.trainer.data_collator)
             model, trainable = recipe.model, recipe.trainable_parameters()
             with PeakRSS() as rss, PageFaults() as faults:
@@ -200,14 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     from ..base_llm import BaseLLM
     from ..data import Dataset
 
-    llm = BaseLLM(args.model)
+    from ..runtime import precision
+
+    llm = BaseLLM(args.model, precision="fp32")
     for prm in llm.model.parameters():
         prm.requires_grad_(False)
     data = Dataset("train")
     data.data = data.data[: args.batch_size * (args.steps + 1)]
     results = {}
     # VARIANTS order, whatever the command line's: the allocator setting of the last two must not reach the others
+    cpu = precision.cpu_identity()
     for name in [v for v in VARIANTS if v in args.variants.split(",")]:
+        if name == "bf16" and llm.device.type == "cpu" and not cpu.native_bf16:
+            report.notice(f"bench: bf16 skipped: {cpu.model} has no native bf16 ({', '.join(precision.NATIVE_BF16_FLAGS)})")
+            continue
         report.notice(f"bench: {name}: {args.steps + 1} steps of batch {args.batch_size} ...")
         results[name] = run_variant(name, llm.model, llm.tokenizer, data, args.steps, args.batch_size, args.seed)
     report.result(f"{'variant':<9} {'s/step':>8} {'real tok/s':>11} {'peak RSS MB':>12} {'faults/step':>12}")
@@ -218,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
                         "device": llm.placement.describe(), "threads": torch.get_num_threads(),
-                        "cpu": platform.processor() or platform.machine(), "batch_size": args.batch_size},
+                        "cpu": cpu.model, "native_bf16": list(cpu.native_bf16), "machine": platform.machine(),
+                        "batch_size": args.batch_size},
     }
     if "seed" in results and "project" in results:
         out["speedup"] = results["project"]["real_tokens_per_s"] / results["seed"]["real_tokens_per_s"]

@@ -49,6 +49,10 @@ class TrainConfig:
                                      "or a hub id; unset: $HOMEWORK_MODEL, else embedded", kind=str)
     device: str | None = option(None, "auto, cpu or cuda[:N]; unset: $HOMEWORK_DEVICE, else auto", kind=str,
                                 resumable=True)
+    precision: str | None = option(None, "auto, fp32 or bf16; unset: $HOMEWORK_PRECISION, else auto: bf16 mixed "
+                                         "precision on a CUDA card that supports it and on a CPU that computes bf16 "
+                                         "natively and measures it faster, else fp32", kind=str,
+                                   choices=("auto", "fp32", "bf16"), resumable=True)
     train_file: str = option("train", "training rows: a split name under data/ or a .json path")
     valid_file: str = option("valid", "graded after training: the training family's phrasings, other questions",
                              resumable=True)

@@ -78,7 +78,8 @@ def add_to_metrics(output_dir: Path, summary: dict) -> None:
 # --------------------------------------------------------------------------- loading and testing
 
 
-def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None, merge: bool = True):
+def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None, merge: bool = True,
+         precision: str | None = None):
     """The base model with the trained adapter, as a BaseLLM (its prompt is the training prompt).
 
     merge=True folds the adapter into the base weights for faster generation; merge=False keeps
@@ -96,7 +97,7 @@ def load(path: str | os.PathLike = DEFAULT_OUTPUT_DIR, device: str | None = None
         raise ModelResolutionError(f"no adapter at {path} (adapter_config.json missing); run `python -m homework.sft train` first")
     cfg_file = path / TRAIN_CONFIG_FILE
     model_spec = json.loads(cfg_file.read_text()).get("model") if cfg_file.is_file() else None
-    llm = BaseLLM(None if model_spec in (None, "embedded") else model_spec, device)
+    llm = BaseLLM(None if model_spec in (None, "embedded") else model_spec, device, precision)
     model = PeftModel.from_pretrained(llm.model, str(path)).to(llm.device)
     llm.model = (model.merge_and_unload() if merge else model).eval()
     return llm

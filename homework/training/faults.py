@@ -18,7 +18,7 @@ FAULT_RANK_ENV = "HOMEWORK_FAULT_RANK"
 FAULTS = {
     "labels_all_masked": "every label -100 (catalog row 2)",
     "nan_loss": "a NaN in an adapter weight, so the first loss is NaN (catalog row 1)",
-    "half_precision": "the wrong half precision for the device: bf16 on CPU, fp16 on CUDA (catalog row 9)",
+    "half_precision": "the wrong half precision for the device: bf16 on a CPU that emulates it, else fp16 (catalog row 9)",
     "frozen_adapter": "no trainable parameter (catalog row 15)",
     "zero_lr": "learning rate 0 (catalog row 15)",
     "truncated_answer": "max_length too short for the answers (catalog row 3)",

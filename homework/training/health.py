@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from sft_contract.catalog import explain
+from sft_contract.recorder import autocast_device
 from sft_contract.rows import row_problems
 from sft_contract.steps import StepRecord, assert_steps_healthy, step_problem
 
@@ -86,6 +87,10 @@ class HealthGuard(TrainerCallback):
         args.logging_nan_inf_filter = False
         if args.logging_steps != 1 or args.logging_strategy != "steps":
             args.logging_strategy, args.logging_steps = "steps", 1
+        # The Trainer has copied the interval into its state before this call; on_step_end asks for a log
+        # at every step as well, so no setting or version of the Trainer leaves a step unjudged.
+        if getattr(state, "logging_steps", None) is not None:
+            state.logging_steps = 1
         self._warmup_steps = int(getattr(args, "warmup_steps", 0) or 0)
         ratio = getattr(args, "warmup_ratio", None)
         if ratio and state.max_steps:
@@ -98,8 +103,17 @@ class HealthGuard(TrainerCallback):
         self._step_start = time.perf_counter()
         self._step = state.global_step + 1
 
+    def on_step_end(self, args, state, control, **kwargs):
+        # Callbacks run after the Trainer's own flow callback, which may have decided not to log this step.
+        control.should_log = True
+
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         problem, self._problem = self._problem, None
+        under = autocast_device()
+        if problem is None and self.stop and under is not None:
+            # the Trainer's own autocast (bf16=True) has closed by now: this one wraps the whole loop
+            problem = self._error(18, f"the optimizer step runs under {under} autocast, which wraps the backward and "
+                                      "the update as well as the forward", step=state.global_step + 1)
         if model is not None:
             # after the gradient all-reduce: the same norm on every process
             self._grad_norm = trainable_grad_norm(model)

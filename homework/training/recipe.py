@@ -132,7 +132,7 @@ class Recipe:
         batch = (f"{procs} processes x batch {self.config.batch_size}" if procs > 1 else f"batch {self.config.batch_size}")
         batch += f" x accumulation {self.config.grad_accum}" if self.config.grad_accum > 1 else ""
         layers = "every layer" if self.config.lora_layers is None else f"the last {self.config.lora_layers} layers"
-        return (f"model {self.llm.model_spec.describe() if self.llm.model_spec else '?'} on {self.placement.describe()}; "
+        return (f"model {self.llm.model_spec.describe() if self.llm.model_spec else '?'} on {self.placement.explain()}; "
                 f"{len(self.dataset)} rows in {batch}; LoRA r={self.config.lora_rank} alpha={self.config.lora_alpha} on {layers}: "
                 f"{self.trainable_parameters():,} trainable parameters; gradient checkpointing "
                 f"{'on' if self.use_checkpointing else 'off'}; length-grouped batches "
@@ -179,7 +179,7 @@ def build_recipe(cfg: TrainConfig, output_dir: str | Path, *, llm=None, base_mod
     from .health import HealthGuard
     from .lora import build_lora_model
 
-    llm = llm or BaseLLM(cfg.model, cfg.device)
+    llm = llm or BaseLLM(cfg.model, cfg.device, cfg.precision)
     placement = llm.placement
     if placement.device.type == "cpu":
         from ..runtime import allocator

@@ -30,7 +30,10 @@ def test_a_placement_describes_itself_as_device_and_dtype():
 
 @pytest.fixture
 def gpus(monkeypatch):
-    """torch as it answers on a machine with `count` GPUs (simulated: only devices are named)."""
+    """torch as it answers on a machine with `count` GPUs (simulated: only devices are named); the precision
+    unpinned, as a user runs it."""
+    monkeypatch.delenv("HOMEWORK_PRECISION", raising=False)
+
     def simulate(count, bf16=True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
@@ -73,7 +76,23 @@ def test_an_unknown_device_is_refused_naming_the_choices():
 
 
 def test_a_precision_refusal_says_what_to_use_instead():
-    with pytest.raises(HomeworkError, match="overflows to NaN .*Train in fp32 on CPU.$"):
+    with pytest.raises(HomeworkError, match="turns NaN .*Use bf16 where the card supports it, else fp32.$"):
         check_precision(torch.device("cpu"), torch.float16)
     with pytest.raises(HomeworkError, match="turns NaN .*Use bf16 where the card supports it, else fp32.$"):
         check_precision(torch.device("cuda"), torch.float16)
+
+
+@pytest.mark.parametrize("bf16, asked, expected", [(True, None, torch.bfloat16), (True, "fp32", torch.float32),
+                                                   (False, None, torch.float32), (True, "bf16", torch.bfloat16)])
+def test_cuda_takes_bf16_where_the_card_has_it_unless_fp32_is_asked_for(gpus, bf16, asked, expected):
+    gpus(1, bf16=bf16)
+    placement = resolve_placement("cuda", asked)
+    assert placement.dtype == expected and placement.reason
+
+
+def test_bf16_asked_for_on_a_card_without_it_is_refused(gpus):
+    gpus(1, bf16=False)
+    with pytest.raises(HomeworkError, match="but cuda does not support it; use --precision fp32"):
+        resolve_placement("cuda", "bf16")
+    with pytest.raises(HomeworkError, match="fp16"):
+        resolve_placement("cuda", "fp16")

@@ -451,6 +451,23 @@ def test_first_steps_name_what_went_wrong(kw, row, words):
     assert err.value.catalog_row == row
 
 
+def test_first_steps_name_an_optimizer_step_under_autocast():
+    """Catalog row 18: autocast around the whole training (backward and update too) trains nothing while every
+    step looks healthy. The same trainer with autocast around nothing passes."""
+
+    class UnderAutocast(StandInTrainer):
+        def train(self):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                super().train()
+
+    c, _ = _training()
+    check_first_steps(c)
+    wrapped = dataclasses.replace(c, make_trainer=lambda m, d, o, n: UnderAutocast(m, d, o, n))
+    with pytest.raises(ContractViolation, match=r"^the optimizer step ran under autocast \(steps \[1, 2, 3\]\)") as err:
+        check_first_steps(wrapped)
+    assert err.value.catalog_row == 18
+
+
 def test_a_warmup_excuses_a_zero_learning_rate_only_during_it():
     c, _ = _training(warmup=2)
     assert [r.learning_rate for r in check_first_steps(c)[0]] == [0.0, 0.0, 0.1]
@@ -593,3 +610,54 @@ def test_save_and_reload_of_a_model_without_an_adapter_compares_with_the_base_mo
     untrained = c.make_base_model()
     with pytest.raises(ContractViolation, match="the adapter never changed the model"):
         check_save_and_reload(full, c.examples[0][0], untrained)
+
+
+LOST = "layers.1.self_attn.v_proj.lora_B"  # one tensor of the four the foreign project's adapter has
+
+
+def _without_one_tensor(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if LOST in name:
+                p.zero_()
+    return model
+
+
+def test_a_reload_that_loses_part_of_the_adapter_fails_however_large_the_logits(sftproj):
+    """Catalog row 14, in its quiet form: a reload that drops one lora_B tensor of four. On a model whose logits
+    are large (~100, SmolLM2's are ~30) and whose lost part moves them by far less than that, a bound that grew
+    with |logits| would let the reload pass. The bound is absolute: it fails."""
+    import copy
+
+    from peft import PeftModel
+
+    c, model = _adapted(sftproj)
+    base_of = c.make_base_model
+    scale = 30.0  # the output head scaled: every logit ~30x, on the trained model and on every base alike
+
+    def large_logits_base():
+        base = base_of()
+        with torch.no_grad():
+            base.lm_head.weight.mul_(scale)
+        return base
+
+    with torch.no_grad():
+        model.get_base_model().lm_head.weight.mul_(scale)
+        for name, p in model.named_parameters():
+            if LOST in name:
+                p.mul_(1e-6)  # the part that is lost moved the model only a little
+    c = dataclasses.replace(c, make_base_model=large_logits_base,
+                            load_adapter=lambda base, path: _without_one_tensor(PeftModel.from_pretrained(base, path)))
+    atol = c.tolerance_for(torch.float32).logits_atol
+    ids = torch.tensor([c.encode_prompt(c.examples[0][0])])
+    model.eval()
+    with torch.no_grad():
+        trained = model(input_ids=ids).logits
+        lost = _without_one_tensor(copy.deepcopy(model))(input_ids=ids).logits
+    gap, size = float((lost - trained).abs().max()), float(trained.abs().max())
+    assert size > 50 and atol < gap < atol * size, (gap, size)  # forgiven by any bound scaled by |logits|
+    with pytest.raises(ContractViolation, match=r"^the reloaded adapter's logits differ from the trained model's by "
+                                                r"[0-9.e-]+ \(> 1e-05\)\n") as err:
+        check_save_and_reload(c, c.examples[0][0], model)
+    assert err.value.catalog_row == 14
+    check_save_and_reload(dataclasses.replace(c, load_adapter=None), c.examples[0][0], model)  # a whole reload passes

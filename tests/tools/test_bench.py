@@ -38,15 +38,22 @@ def test_bench_writes_speedup_json(tmp_path, capsys):
 
     out = tmp_path / "bench.json"
     assert main(["--steps", "1", "--batch-size", "2", "--json", str(out)]) == 0
+    from homework.runtime.precision import cpu_identity
+
     data = json.loads(out.read_text())
-    assert tuple(data["results"]) == VARIANTS
-    assert data["speedup"] > 0 and data["environment"]["device"] == resolve_placement().describe()
+    native = bool(cpu_identity().native_bf16)
+    assert tuple(data["results"]) == (VARIANTS if native else VARIANTS[:-1])  # bf16 only where the CPU computes it
+    assert data["environment"]["native_bf16"] == list(cpu_identity().native_bf16)
+    assert data["speedup"] > 0 and data["environment"]["device"] == resolve_placement(None, "fp32").describe()
     for _, _, key in GAINS:
-        assert data[key] > 0, key
-    project = TrainConfig()  # the project variant is train_model's layout, the others one all-layer layout
-    assert data["results"]["project"]["lora"]["layers"] == (project.lora_layers or "all")
-    assert data["results"]["project"]["lora"]["rank"] == project.lora_rank
-    assert {r["lora"]["layers"] for name, r in data["results"].items() if name != "project"} == {"all"}
+        assert key not in data if key == "bf16_gain" and not native else data[key] > 0, key
+    project = TrainConfig()  # the project variants are train_model's layout, the others one all-layer layout
+    for name in ("project", "bf16")[: 1 + native]:
+        assert data["results"][name]["lora"]["layers"] == (project.lora_layers or "all")
+        assert data["results"][name]["lora"]["rank"] == project.lora_rank
+    assert {r["lora"]["layers"] for name, r in data["results"].items() if name not in ("project", "bf16")} == {"all"}
+    if native:  # the same first batch and initialisation: bf16 mixed precision starts from the same loss
+        assert abs(data["results"]["bf16"]["losses"][0] - data["results"]["project"]["losses"][0]) < 0.05
     for r in data["results"].values():
         assert r["real_tokens_per_s"] > 0 and r["peak_rss_mb"] > 100 and len(r["losses"]) == 2
         assert r["page_faults_per_step"] >= 0

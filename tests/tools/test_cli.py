@@ -307,7 +307,7 @@ ADAPTER = {
     "fused_lora": (["--no-fused-lora"], lambda r: not any(getattr(m, FUSED_ATTR, False) for m in r.model.modules())),
 }
 # used by train_model around the recipe, and tested there (tests/training/test_run.py) or in test_device / model_source
-NOT_IN_THE_RECIPE = {"model", "device", "valid_file", "heldout_file", "structures_file", "handwritten_file",
+NOT_IN_THE_RECIPE = {"model", "device", "precision", "valid_file", "heldout_file", "structures_file", "handwritten_file",
                      "evaluate", "eval_limit", "preflight"}
 
 

@@ -114,7 +114,7 @@ def test_a_resumed_run_applies_the_other_options_and_says_which():
 
 
 def test_what_a_resumed_run_may_change_is_how_it_is_watched_placed_or_graded():
-    assert resumable_options() == {"device", "valid_file", "heldout_file", "structures_file", "handwritten_file",
+    assert resumable_options() == {"device", "precision", "valid_file", "heldout_file", "structures_file", "handwritten_file",
                                    "fused_lora", "gradient_checkpointing",
                                    "save_steps", "evaluate", "eval_limit", "progress", "preflight"}
     assert set(f.name for f in dataclasses.fields(TrainConfig)) >= resumable_options()

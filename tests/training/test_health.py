@@ -214,8 +214,8 @@ def test_assert_training_healthy_messages_name_the_cause():
             assert_training_healthy(records, require_progress=True)
 
 
-def test_half_precision_is_refused_on_cpu_and_fp32_is_chosen():
-    """Catalog row 9."""
+def test_half_precision_is_refused_on_cpu_and_fp32_is_chosen(cpu_without_bf16):
+    """Catalog row 9, on a CPU without native bf16 (tests/runtime/test_precision.py has the CPUs with it)."""
     assert resolve_placement("cpu").dtype == torch.float32
     for dtype in (torch.float16, torch.bfloat16):
         with pytest.raises(HomeworkError, match="row 9"):
@@ -272,7 +272,7 @@ def test_preflight_refuses_broken_rows_with_a_table(hw_tokenizer, hw_train_rows,
     assert check in msg and f"row {row}" in msg
 
 
-def test_precision_rules_per_device_class():
+def test_precision_rules_per_device_class(cpu_without_bf16):
     """Catalog row 9 on CUDA too (a rule of the device class; no card needed to check it): bf16 is the
     CUDA path and accepted, fp16 is refused on every device, and the injected fault picks the wrong one."""
     from homework.runtime.device import wrong_half_precision
@@ -301,7 +301,7 @@ def test_preflight_refuses_half_precision_adapters_on_any_device():
         assert not {f.check for f in preflight_scan(tok, rows, model=model, device=device, dtype=dtype)}
 
 
-def test_preflight_refuses_frozen_models_and_half_precision(lora_model, hw_tokenizer, hw_train_rows):
+def test_preflight_refuses_frozen_models_and_half_precision(lora_model, hw_tokenizer, hw_train_rows, cpu_without_bf16):
     rows = _rows(hw_train_rows)
     for p in lora_model.parameters():
         p.requires_grad_(False)
@@ -558,7 +558,7 @@ class _Adapted(torch.nn.Module):
             p.requires_grad_(trainable)
 
 
-def test_model_findings_name_the_cause_exactly():
+def test_model_findings_name_the_cause_exactly(cpu_without_bf16):
     row = [_row([5, 2], [-100, 2])]
     assert preflight_scan(_Tok(), row, model=_Adapted(lora=True)) == []
     assert preflight_scan(_Tok(), row, model=_Adapted(lora=False)) == [
@@ -602,3 +602,71 @@ def test_preflight_lists_its_findings_in_the_catalogs_order_not_alphabetically(h
     findings = preflight_scan(hw_tokenizer, rows)
     assert [f.check for f in findings if f.severity == "error"] == [
         "rows with no supervised token", "rows whose last supervised token is not EOS"]
+
+
+# ---------------------------------------------------------------- the guard on a plain Trainer, any logging setting
+
+
+class _Sabotaged(torch.nn.Module):
+    """A causal LM whose loss turns bad from the second optimizer step on (forward calls count micro-batches)."""
+
+    def __init__(self, model, bad):
+        super().__init__()
+        self.model, self.bad, self.calls = model, bad, 0
+
+    def forward(self, input_ids, labels, attention_mask=None):
+        out = self.model(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+        self.calls += 1
+        if self.calls > 1 and self.bad is not None:
+            out.loss = out.loss * self.bad
+        return out
+
+
+@pytest.mark.parametrize("fault", ["zero loss", "nan loss", "zero lr"])
+def test_a_plain_trainer_logging_every_5_steps_is_stopped_at_step_2(tmp_path, fault):
+    """The README's promise for anyone's Trainer: `callbacks=[HealthGuard()]` judges every step, whatever
+    logging interval the arguments ask for (the Trainer copies it into its state before the guard starts)."""
+    from transformers import Trainer, TrainingArguments
+
+    from tests.conftest import random_llama
+
+    model = _Sabotaged(random_llama(), {"zero loss": 0.0, "nan loss": float("nan"), "zero lr": None}[fault])
+    rows = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]} for _ in range(8)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=1, max_steps=6, learning_rate=1e-3,
+                             logging_steps=5, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    # the learning rate is 0 from the second step on
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 if step == 0 or fault != "zero lr" else 0.0)
+    guard = HealthGuard()
+    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[guard], optimizers=(optimizer, schedule))
+    with pytest.raises(TrainingHealthError) as err:
+        trainer.train()
+    assert err.value.step == 2, str(err.value)
+    assert err.value.catalog_row == {"zero loss": 2, "nan loss": 1, "zero lr": 15}[fault], str(err.value)
+    assert [r.step for r in guard.records] == [1, 2][: len(guard.records)] and guard.records[0].loss > 0
+
+
+@pytest.mark.parametrize("where", ["the forward (bf16=True)", "the whole training"])
+def test_an_optimizer_step_under_autocast_stops_naming_row_18(tmp_path, where):
+    """Catalog row 18 on a plain Trainer: the Trainer's own bf16 autocast (the forward only) trains on, autocast
+    around `trainer.train()` stops at the first step."""
+    import contextlib
+
+    from transformers import Trainer, TrainingArguments
+
+    from tests.conftest import random_llama
+
+    rows = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]} for _ in range(4)]
+    whole = where == "the whole training"
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-3,
+                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, bf16=not whole)
+    guard = HealthGuard()
+    trainer = Trainer(model=random_llama(), args=args, train_dataset=rows, callbacks=[guard])
+    with torch.autocast("cpu", dtype=torch.bfloat16) if whole else contextlib.nullcontext():
+        if not whole:
+            trainer.train()
+            assert [r.step for r in guard.records] == [1, 2]
+            return
+        with pytest.raises(TrainingHealthError, match="runs under cpu autocast") as err:
+            trainer.train()
+    assert err.value.catalog_row == 18 and err.value.step == 1 and not guard.records

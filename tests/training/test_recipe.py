@@ -52,6 +52,32 @@ def test_three_steps_of_the_shipped_recipe_are_healthy_and_move_only_the_adapter
 
 
 @pytest.mark.integration
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_three_steps_in_the_precision_this_machine_chooses_are_healthy(monkeypatch, tmp_path):
+    """What `python -m homework.sft train` does here, unpinned: bf16 mixed precision on a CPU with native bf16
+    that measures it faster (the base weights in bf16, the adapter in fp32), fp32 elsewhere. Either way three
+    steps are healthy and move every adapter tensor."""
+    from homework.base_llm import BaseLLM
+    from homework.runtime.device import resolve_placement
+    from homework.training.health import step_problem
+
+    monkeypatch.delenv("HOMEWORK_PRECISION")
+    chosen = resolve_placement("cpu")
+    cfg = TrainConfig(limit=8, batch_size=4, max_steps=3, warmup_steps=0, save_steps=0, evaluate=False,
+                      progress=False, device="cpu")
+    recipe = build_recipe(cfg, tmp_path)
+    assert recipe.placement == chosen and chosen.reason in recipe.describe()
+    frozen = {p.dtype for p in recipe.model.parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in recipe.model.named_parameters() if p.requires_grad}
+    assert frozen == {chosen.dtype} and {p.dtype for p in trainable.values()} == {torch.float32}
+    assert recipe.trainer.args.bf16 == chosen.bf16
+    recipe.trainer.train()
+    assert len(recipe.guard.records) == 3 and not [step_problem(r) for r in recipe.guard.records if step_problem(r)]
+    after = dict(recipe.model.named_parameters())
+    assert not [n for n, p in trainable.items() if torch.equal(p, after[n].detach())]
+
+
 def test_training_arguments_come_from_one_function(hw_placement, tmp_path):
     """Every trainer of the project is given these arguments; the NaN filter is off in all of them."""
     args = training_arguments(TrainConfig(max_steps=3, save_steps=0), tmp_path, hw_placement)
@@ -295,9 +321,9 @@ def test_build_recipe_loads_the_configured_model_on_the_configured_device(tiny_l
     from homework import base_llm
 
     loaded = []
-    monkeypatch.setattr(base_llm, "BaseLLM", lambda model, device: loaded.append((model, device)) or tiny_llm)
-    recipe = build_recipe(_tiny_cfg(tmp_path, model="/models/mine", device="cpu"), tmp_path)
-    assert loaded == [("/models/mine", "cpu")] and recipe.llm is tiny_llm
+    monkeypatch.setattr(base_llm, "BaseLLM", lambda *a: loaded.append(a) or tiny_llm)
+    recipe = build_recipe(_tiny_cfg(tmp_path, model="/models/mine", device="cpu", precision="bf16"), tmp_path)
+    assert loaded == [("/models/mine", "cpu", "bf16")] and recipe.llm is tiny_llm
 
 
 def test_build_recipe_applies_the_config_and_model_faults(tiny_llm, tmp_path, monkeypatch):
