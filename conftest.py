@@ -9,6 +9,20 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+
+# Tests compare numbers (golden trajectories, snapshots, tolerances, the contract battery the plugin builds
+# before any fixture runs), so on a CPU the whole session, its subprocesses included, runs in fp32 whatever the
+# processor would choose; tests of the choice itself and of bf16 ask for it explicitly. A CUDA runner keeps
+# its bf16 (its tolerances are per dtype: homework/runtime/numerics.py). HOMEWORK_PRECISION set by the caller wins.
+def _test_precision() -> str | None:
+    import torch
+
+    return None if torch.cuda.is_available() else "fp32"
+
+
+if _test_precision() and "HOMEWORK_PRECISION" not in os.environ:
+    os.environ["HOMEWORK_PRECISION"] = _test_precision()
+
 # ci: reproducible and free of timing flakiness; fuzz: many more examples, for a deliberate hunt.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60,
                           suppress_health_check=[HealthCheck.too_slow])

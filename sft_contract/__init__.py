@@ -15,6 +15,7 @@ and peft load only when a check runs. The kit imports nothing from `homework`; h
     sft_contract.recorder   StepRecorder, the TrainerCallback that records steps (imports transformers)
     sft_contract.catalog    the failure catalog: python -m sft_contract.catalog [ROW]
     sft_contract.plugin     the pytest plugin (entry point `sft_contract`); battery.py is its test module
+    sft_contract.course     the course homework check's names, and `--sft-homework=PATH` (course_battery.py)
 """
 
 import importlib

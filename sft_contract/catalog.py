@@ -30,7 +30,8 @@ CATALOG = {
     7: "label_names with a PeftModel: it feeds evaluation only; check that trainer.evaluate() returns a finite eval_loss.",
     8: "frozen inputs under gradient checkpointing: the adapter receives no gradient. Call "
        "model.enable_input_require_grads() or use non-reentrant checkpointing.",
-    9: "half precision: fp16/bf16 on this device gives NaN or a 40-500x slowdown on CPU. Use fp32 on CPU.",
+    9: "half precision: fp16 overflows to NaN anywhere, and bf16 on a CPU without native bf16 (AMX or AVX512-BF16) is "
+       "emulated, 40-500x slower. Use bf16 only where the device computes it natively, else fp32.",
     10: "gradient-accumulation normalization: the loss must be divided by the supervised-token count of the whole "
         "accumulated batch.",
     11: "train/inference prompt mismatch: build the prompt with one function for both.",
@@ -44,6 +45,21 @@ CATALOG = {
         "rebuilt from the input ids). Label every prompt position -100.",
     17: "packed rows attend to each other: rows concatenated into one sequence see the rows before them. Restart the "
         "positions at each row and keep attention inside it (TRL: packing_strategy='bfd', padding-free).",
+    18: "the optimizer step ran under autocast: autocast wrapped around the whole training (backward and optimizer "
+        "too), not only the forward. Let the Trainer's bf16=True place it, or wrap only the forward and the loss.",
+    19: "trained but not saved: a tensor training updates (an embedding, a layer unfrozen by hand) is not in the saved "
+        "adapter, so the reloaded model lacks it. Declare it in LoraConfig(modules_to_save=[...]) or save it yourself.",
+    20: "a prompt template applied twice: the question is wrapped in the chat template (or instruction) once more on one "
+        "side. Build the prompt in one function and apply the template there only.",
+    21: "prompts that differ only in whitespace: a strip() or a trailing space/newline in one path only gives the model "
+        "other tokens at inference than it was trained on. Build the prompt with one function for both.",
+    22: "an import that exists only on the author's machine (an IDE, notebook or Colab module) or a syntax error: "
+        "`import homework` fails anywhere else. Import only what the course's requirements install.",
+    23: "an argument the installed transformers removed (`logging_dir`, `warmup_ratio`, `evaluation_strategy`, "
+        "`Trainer(tokenizer=)`): TrainingArguments or Trainer fails before training. Use the current names "
+        "(`warmup_steps` takes a ratio, `eval_strategy`, `processing_class`) or drop the argument.",
+    24: "the trained answer does not read back: the answer text (rounded to integers, or in a format the parser cannot "
+        "read) parses to a value outside the grader's tolerance. Train the answer with enough significant digits.",
 }
 
 
@@ -160,13 +176,16 @@ ENTRIES = {
         failure="Half precision on the wrong device",
         seen="NaN losses (logged as 0), or on a CPU an error or a step 40 to 500 times slower.",
         cause="fp16 overflows on weights trained in bf16, and the precision flags are set without regard to the "
-              "device the run lands on.",
+              "device the run lands on. A CPU computes bf16 natively only with AMX or AVX512-BF16; without them "
+              "bf16 is emulated and far slower than fp32, with them bf16 mixed precision is the faster choice.",
         reports="Qwen3#670; pytorch#118499; transformers#27769",
-        caught_by="Without CUDA the chosen precision is fp32; half precision on CPU, fp16 anywhere and trainable "
-                  "parameters that are not fp32 are refused by the scan and by `doctor`.",
+        caught_by="One function picks the precision: bf16 mixed precision only on a CUDA card that supports it or a "
+                  "CPU with native bf16 that a probe measures faster, else fp32; fp16 anywhere, bf16 on a CPU that "
+                  "emulates it, and trainable parameters that are not fp32 are refused by the scan and by `doctor`.",
         tests=("tests/training/test_health.py::test_half_precision_is_refused_on_cpu_and_fp32_is_chosen",
                "tests/training/test_health.py::test_precision_rules_per_device_class",
-               "tests/training/test_health.py::test_preflight_refuses_half_precision_adapters_on_any_device"),
+               "tests/training/test_health.py::test_preflight_refuses_half_precision_adapters_on_any_device",
+               "tests/runtime/test_precision.py::test_bf16_is_refused_on_a_cpu_that_emulates_it_with_the_measured_ratio"),
     ),
     10: Entry(
         failure="Loss normalization under gradient accumulation",
@@ -257,6 +276,84 @@ ENTRIES = {
         tests=("tests/sft_contract/test_checks.py::test_rows_stay_apart_names_a_packing_that_leaks",
                "tests/sft_contract/test_trl.py::test_each_seeded_trl_misconfiguration_fails_with_its_cause",
                f"{_BATTERY}::rows_in_a_batch_train_as_if_alone"),
+    ),
+    18: Entry(
+        failure="The optimizer step runs under autocast",
+        seen="No NaN and no error: the loss stays where it started (3.2 after 6 steps where fp32 reached 0.7) while "
+             "the run reports healthy steps. Measured on a bf16-capable CPU with autocast around `trainer.train()`.",
+        cause="`torch.autocast` wrapped around the whole training loop instead of the forward pass: the backward "
+              "and the optimizer's update run under it as well. PyTorch's documentation says autocast should wrap "
+              "only the forward pass and the loss; `TrainingArguments(bf16=True)` does exactly that.",
+        reports="pytorch/pytorch#120376 (a whole loop under autocast trained far worse than the forward alone); "
+                "PyTorch's automatic mixed precision documentation",
+        caught_by="The guard and the contract's first-steps check look, at every optimizer step, whether autocast is "
+                  "on, and stop naming this row.",
+        tests=("tests/training/test_health.py::test_an_optimizer_step_under_autocast_stops_naming_row_18",
+               "tests/sft_contract/test_contract.py::test_first_steps_name_an_optimizer_step_under_autocast"),
+    ),
+    19: Entry(
+        failure="Trained, but not saved",
+        seen="Training goes well; the reloaded adapter scores worse, or like the base model.",
+        cause="`save_pretrained` of a peft model saves the adapter's own tensors (and `modules_to_save`); anything "
+              "else made trainable by hand (`embed_tokens.weight.requires_grad_(True)`, a resized vocabulary) trains "
+              "and is dropped from the adapter file.",
+        reports="huggingface/peft#3585; huggingface/peft#349; huggingface/peft#1689",
+        caught_by="The checker runs the package's own train_model for 3 steps and compares every tensor that "
+                  "trained with the keys of the adapter it saved.",
+        tests=("tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row",),
+    ),
+    20: Entry(
+        failure="A prompt template applied twice",
+        seen="Accuracy near 0 after a training run whose loss looked fine.",
+        cause="The question is passed through `apply_chat_template` (or an instruction wrapper) in `format_example` "
+              "and again in `tokenize` or `format_prompt`, so one side sees a template inside a template.",
+        reports="sgl-project/sglang#888; evalplus/evalplus#207 (the template's special tokens added a second time)",
+        caught_by="The prompt ids inference feeds are compared with the training row's prompt; when one side "
+                  "repeats the other's opening, the cause is named as this row.",
+        tests=("tests/sft_contract/test_rows.py::test_prompt_mismatches_with_a_cause_of_their_own",
+               "tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row"),
+    ),
+    21: Entry(
+        failure="Training and inference prompts differ only in whitespace",
+        seen="Accuracy well below what the training loss suggests; the outputs start oddly (a space, a newline).",
+        cause="A `strip()`, a trailing space or a newline in one path only: the texts look the same, the token "
+              "ids at the end of the prompt differ, and the model continues from a position it never trained on.",
+        reports="openvla/openvla#104; FastEval/FastEval#26; karpathy/llama2.c#180",
+        caught_by="Prompt ids compared token for token; prompts whose texts are equal once whitespace is removed "
+                  "are named as this row.",
+        tests=("tests/sft_contract/test_rows.py::test_prompt_mismatches_with_a_cause_of_their_own",
+               "tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row"),
+    ),
+    22: Entry(
+        failure="Imports that exist only on the author's machine",
+        seen="`import homework` fails on the grader with ModuleNotFoundError (or a SyntaxError), and the grade is 0.",
+        cause="An IDE, notebook or Colab module (`google.colab`, `IPython`, a debugger) imported at the top of a "
+              "module, or a package installed by hand and missing from the course's requirements.",
+        reports="isl-org/ZoeDepth#47; bhavita/Auto-Audio-Books#3",
+        caught_by="The checker scans every import of the package against the standard library and the course's "
+                  "requirements and imports the package in a fresh process.",
+        tests=("tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row",),
+    ),
+    23: Entry(
+        failure="Arguments a newer transformers removed",
+        seen="`TypeError: TrainingArguments.__init__() got an unexpected keyword argument 'logging_dir'` (or "
+             "`warmup_ratio`, `evaluation_strategy`, `Trainer(tokenizer=...)`) before the first step.",
+        cause="The code was written for transformers 4; transformers 5 (5.15.0 for `logging_dir` and `warmup_ratio`) removed arguments deprecated there.",
+        reports="vllm-project/semantic-router#3925 (removed in transformers 5.15.0); sciknoworg/OntoLearner#348",
+        caught_by="The checker reports each removed argument as its own verdict, translates it (`warmup_ratio` "
+                  "to `warmup_steps`, `tokenizer` to `processing_class`, `logging_dir` dropped) and still runs the "
+                  "training checks on the recipe as written.",
+        tests=("tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row",),
+    ),
+    24: Entry(
+        failure="The trained answer does not read back",
+        seen="Accuracy stuck below what the loss suggests, mostly on small or fractional answers.",
+        cause="`format_example` rounds the answer (to an integer, or to 2 decimals) so that 0.3048 is trained as 0, "
+              "or writes it in a form the package's own `parse_answer` cannot read.",
+        reports="no public report found; seen in public submissions of the course's homework",
+        caught_by="The checker formats every training answer with the package's `format_example`, reads it back "
+                  "with its `parse_answer` and counts the answers outside the grader's tolerance.",
+        tests=("tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row",),
     ),
 }
 

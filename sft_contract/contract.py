@@ -313,7 +313,6 @@ def train_a_few_steps(contract: SFTContract, model, steps: int | None = None):
 def check_first_steps(contract: SFTContract):
     """A few real steps are healthy (sft_contract.steps.step_problem), every trainable tensor moved and no
     frozen one did (catalog rows 1, 2, 8, 15). Returns the step records and the trained model."""
-    import torch
 
     model = contract.make_model()
     model.train()

@@ -1,6 +1,7 @@
 """pytest plugin: the SFT contract battery, for any project that opts in.
 
-Three ways in, each returning an `sft_contract.SFTContract` built from the project's own pieces:
+Three ways in, each returning an `sft_contract.SFTContract` built from the project's own pieces (and, for a
+course `homework/` package, `--sft-homework=PATH`: the course check, sft_contract/course.py):
   - `--sft-contract=package.module:factory` (ini key `sft_contract`): the battery (sft_contract/battery.py)
     joins the run, or runs alone with no test file. With the ini key only, it joins runs that name no
     paths (the project's whole suite), not `pytest tests/test_one.py`.
@@ -48,7 +49,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="optimizer steps of the healthy-first-steps check (ini: sft_contract_steps; default 3)")
     group.addoption("--sft-contract-examples", dest="sft_contract_examples", type=int, default=None,
                     help="Hypothesis examples per property (ini: sft_contract_examples; default 20)")
+    group.addoption("--sft-homework", dest="sft_homework", default=None, metavar="PATH",
+                    help="run the course homework check (python -m homework.sft check) on the homework/ package "
+                         "in PATH, one test per check (ini: sft_homework)")
     parser.addini("sft_contract", "MODULE:FACTORY returning the project's SFTContract", default="")
+    parser.addini("sft_homework", "folder holding the course homework/ package to check", default="")
     parser.addini("sft_contract_steps", "optimizer steps of the healthy-first-steps check", default="3")
     parser.addini("sft_contract_examples", "Hypothesis examples per property of the battery", default="20")
 
@@ -69,7 +74,20 @@ def _opt_in(config: pytest.Config, source: str) -> None:
     config.pluginmanager.register(_ContractRun(config), "sft-contract-run")
 
 
+def homework_path(config: pytest.Config) -> str:
+    """--sft-homework, else the ini key (relative to the ini file's folder)."""
+    if config.getoption("sft_homework"):
+        return config.getoption("sft_homework")
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return str(base / config.getini("sft_homework"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _pick(config, "sft_homework"):
+        named_paths = config.args_source == pytest.Config.ArgsSource.ARGS
+        course = importlib.util.find_spec("sft_contract.course_battery").origin  # found, not imported
+        if (config.getoption("sft_homework") or not named_paths) and course not in config.args:
+            config.args.append(course)
     source = _pick(config, "sft_contract")
     by_hook = bool(config.pluginmanager.hook.pytest_sft_contract.get_hookimpls())
     if not source and not by_hook:

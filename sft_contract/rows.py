@@ -29,19 +29,44 @@ def _decode(tokenizer, ids) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
+def _prompt_text_problem(inference: str, training: str | None) -> RowProblem | None:
+    """Two prompt texts that differ in a way with its own cause: only in whitespace (a strip() in one path,
+    catalog row 21), or one wrapped in a chat template twice (its opening repeated inside it, row 20)."""
+    if not training or training == inference:
+        return None
+    if "".join(training.split()) == "".join(inference.split()):
+        return RowProblem("prompt_not_prefix", 21, f"the inference prompt and the training prompt differ only in "
+                          f"whitespace: {inference[-30:]!r} vs {training[-30:]!r}")
+    shorter, longer = sorted((inference, training), key=len)
+    head = shorter[:20]
+    if len(head) == 20 and longer.count(head) >= 2 > shorter.count(head):
+        side = "training" if longer is training else "inference"
+        return RowProblem("prompt_not_prefix", 20, f"the {side} prompt wraps its question in the prompt template "
+                          f"twice ({head!r} occurs {longer.count(head)} times)")
+    return None
+
+
 def prompt_problem(tokenizer, ids: Sequence[int], labels: Sequence[int], prompt_ids: Sequence[int]) -> RowProblem | None:
     """Whether the row starts with exactly the prompt ids inference feeds and supervises from the first id
-    after them (catalog rows 4, 11, 16)."""
+    after them (catalog rows 4, 11, 16; 20 and 21 for the two mismatches with a cause of their own)."""
     ids, prompt = list(ids), list(prompt_ids)
     sup = supervised_positions(labels)
     n = len(prompt)
     if ids[:n] != prompt:
+        finer = _prompt_text_problem(_decode(tokenizer, prompt), _decode(tokenizer, ids[:sup[0]]) if sup else None)
+        if finer:
+            return finer
         # the same text in other tokens is a tokenization seam; other text is another prompt
         if _decode(tokenizer, ids).startswith(_decode(tokenizer, prompt)):
             return RowProblem("prompt_not_prefix", 4, f"the prompt's ids {prompt[:12]}... are not the row's first ids "
                               f"{ids[:12]}...: the same text tokenized differently across the prompt/answer boundary")
         return RowProblem("prompt_not_prefix", 11, f"the inference prompt's ids are not the training row's prompt: "
                           f"{prompt[:12]}... vs {ids[:12]}...")
+    if sup and sup[0] < n and not _decode(tokenizer, ids[sup[0]:n]).strip():
+        # what training supervises of the inference prompt is whitespace: the inference prompt ends with a space or
+        # newline that the training prompt does not (a strip() in one path, row 21), not a supervised prompt
+        return RowProblem("prompt_not_prefix", 21, f"the prompts differ only in whitespace: the inference prompt ends "
+                          f"with {_decode(tokenizer, ids[sup[0]:n])!r} more")
     if sup and sup[0] < n:
         return RowProblem("prompt_supervised", 16, f"{n - sup[0]} of the prompt's {n} tokens are supervised "
                           f"(from position {sup[0]})")
@@ -52,12 +77,12 @@ def prompt_problem(tokenizer, ids: Sequence[int], labels: Sequence[int], prompt_
 
 
 def row_problems(tokenizer, ids: Sequence[int], labels: Sequence[int], *, prompt_ids: Sequence[int] | None = None,
-                 answer: str | None = None) -> list[RowProblem]:
+                 answer: str | None = None, attention_mask: Sequence[int] | None = None) -> list[RowProblem]:
     """Every problem of one row, most basic first; [] for a healthy row.
 
     A healthy row supervises one span, every supervised label equal to its input id, the span ending in
     EOS; with `answer`, the span (EOS aside) decodes to it; with `prompt_ids`, the row starts with them and
-    the span starts right after them."""
+    the span starts right after them; with `attention_mask`, no padded position is supervised."""
     ids, labels = list(ids), [int(x) for x in labels]
     if len(ids) != len(labels):
         return [RowProblem("length_mismatch", 6, f"{len(ids)} input ids but {len(labels)} labels")]
@@ -65,6 +90,15 @@ def row_problems(tokenizer, ids: Sequence[int], labels: Sequence[int], *, prompt
     if not sup:
         return [RowProblem("nothing_supervised", 2, "no label is supervised (every label is -100)")]
     found = []
+    if attention_mask is not None:
+        padded = [k for k in sup if k < len(attention_mask) and not attention_mask[k]]
+        if padded:
+            # judged before the answer text: supervised padding would read as "answer mismatch" below
+            found.append(RowProblem("padding_supervised", 5, f"{len(padded)} padding positions are supervised "
+                                    f"(from position {padded[0]}): mask padding by position, in the labels too"))
+            sup = [k for k in sup if k not in set(padded)]
+            if not sup:
+                return found
     changed = [k for k in sup if labels[k] != ids[k]]
     if changed:
         found.append(RowProblem("labels_rewritten", 6, f"labels at positions {changed[:5]} differ from their input ids"))
@@ -88,7 +122,9 @@ def row_problems(tokenizer, ids: Sequence[int], labels: Sequence[int], *, prompt
         found.append(RowProblem("not_one_span", 4, f"the supervised positions {sup} are not one answer span"))
     elif text is not None and text != answer.strip() and not {p.check for p in found} & {"answer_truncated",
                                                                                        "prompt_supervised"}:
-        if text.endswith(answer.strip()):
+        if text.find(answer.strip()) > 0:
+            # the answer is in the span but text comes before it: the span starts inside the prompt (a tag search
+            # that matched the tag in a system prompt), whatever the template adds after the answer
             found.append(RowProblem("prompt_supervised", 16, f"the supervised tokens decode to {text!r}: the prompt "
                                     f"is supervised along with the answer {answer!r}"))
         else:

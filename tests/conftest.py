@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tolerant_snapshot import TolerantJSONExtension
+from tests.tolerant_snapshot import BF16TolerantJSONExtension, TolerantJSONExtension
 
 REPO = Path(__file__).resolve().parent.parent
 # The caller's environment as pytest started: tests that need the caller's model wheel (a machine with
@@ -23,16 +23,18 @@ ISOLATED_ENV = ("HOMEWORK_FAULT", "HOMEWORK_FAULT_RANK", "HOMEWORK_WHEEL", "HOME
                 "HOMEWORK_NAMED_CHECK")
 
 
-# Tests compare numbers (golden trajectories, snapshots, tolerances), so they run in fp32 on every machine,
-# whatever the processor would choose; the tests of the choice itself and of bf16 ask for it explicitly.
-TEST_PRECISION = "fp32"
+# The session's precision (conftest.py pins fp32 on a CPU): every test starts from it.
+TEST_PRECISION = os.environ.get("HOMEWORK_PRECISION")
 
 
 @pytest.fixture(autouse=True)
 def _isolated_homework_env(monkeypatch):
     for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOMEWORK_PRECISION", TEST_PRECISION)
+    if TEST_PRECISION:
+        monkeypatch.setenv("HOMEWORK_PRECISION", TEST_PRECISION)
+    else:
+        monkeypatch.delenv("HOMEWORK_PRECISION", raising=False)
 
 
 @pytest.fixture
@@ -50,6 +52,12 @@ def cpu_without_bf16(monkeypatch):
 def tolerant_snapshot(snapshot):
     """A syrupy snapshot whose floats compare within an absolute and a mean tolerance."""
     return snapshot.use_extension(TolerantJSONExtension)
+
+
+@pytest.fixture
+def bf16_tolerant_snapshot(snapshot):
+    """tolerant_snapshot with the bf16 reference's wider, measured tolerance (tests/tolerant_snapshot.py)."""
+    return snapshot.use_extension(BF16TolerantJSONExtension)
 
 
 def random_llama(vocab_size: int = 32, layers: int = 1, hidden: int = 8, **config):
@@ -106,7 +114,8 @@ def hw_settings(pytestconfig) -> dict:
 def hw_placement(hw_settings):
     from homework.runtime.device import resolve_placement
 
-    return resolve_placement(None if hw_settings["device"] == "auto" else hw_settings["device"], TEST_PRECISION)
+    return resolve_placement(None if hw_settings["device"] == "auto" else hw_settings["device"], TEST_PRECISION,
+                             training=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,9 @@ def trained(tmp_path_factory, hw_settings):
     out = tmp_path_factory.mktemp("slow") / "sft_model"
     model = None if hw_settings["model"] == "embedded" else hw_settings["model"]
     device = None if hw_settings["device"] == "auto" else hw_settings["device"]
-    result = train_model(out, model=model, device=device)
+    # the precision a user's run takes on this machine (bf16 mixed precision on a CPU with native bf16 that
+    # measures it faster, else fp32), not the fp32 the other tiers pin
+    result = train_model(out, model=model, device=device, precision="auto")
     return out, result
 
 
@@ -87,10 +89,13 @@ def test_saved_adapter_reloads_with_the_same_accuracy(trained):
 
 @pytest.mark.gpu
 def test_gpu_training_uses_bf16_when_supported(hw_placement, train_steps, training_health):
+    from homework.runtime.device import resolve_placement
+
     assert hw_placement.device.type == "cuda"
+    chosen = resolve_placement("cuda", "auto", training=True)  # the fixtures pin fp32; a user's run does not
     if torch.cuda.is_bf16_supported():
-        assert hw_placement.dtype == torch.bfloat16
-    training_health(train_steps(3, learning_rate=1e-3, bf16=hw_placement.bf16))
+        assert chosen.dtype == torch.bfloat16
+    training_health(train_steps(3, learning_rate=1e-3, bf16=chosen.bf16))
 
 
 def test_course_grader_convention_scores_the_default_adapter(trained, tmp_path):

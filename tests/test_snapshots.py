@@ -73,3 +73,36 @@ def test_golden_three_step_trajectory(train_steps, cpu_fp32_lora_model, tolerant
                         "python": platform.python_version()},
     }
     assert data == tolerant_snapshot
+
+
+@pytest.mark.integration
+def test_golden_three_step_trajectory_in_bf16_mixed_precision(train_steps, hw_model_spec, hw_settings,
+                                                              bf16_tolerant_snapshot):
+    """The same seeded run as the fp32 golden trajectory, as a CPU with native bf16 trains it by default: base
+    weights in bf16, autocast around the forward, the adapter in fp32. Recorded apart, with its own measured
+    tolerance; on a CPU that emulates bf16 (never chosen there) it is skipped, saying so."""
+    from peft import LoraConfig, get_peft_model
+
+    from homework.runtime.model_source import load_pretrained
+    from homework.runtime.precision import NATIVE_BF16_FLAGS, cpu_identity
+
+    cpu = cpu_identity()
+    if not cpu.native_bf16:
+        pytest.skip(f"bf16 reference: {cpu.model} has no native bf16 ({'/'.join(NATIVE_BF16_FLAGS)})")
+    base, _ = load_pretrained(hw_model_spec, torch.bfloat16, torch.device("cpu"))
+    for p in base.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(hw_settings["seed"])
+    model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", bias="none", r=4,
+                                            lora_alpha=16, lora_dropout=0.0, inference_mode=False)).train()
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    records = train_steps(3, model=model, learning_rate=1e-3, seed=0, group_by_length=True, bf16=True)
+    data = {
+        "loss": [r.loss for r in records],
+        "grad_norm": [r.grad_norm for r in records],
+        "learning_rate": [r.learning_rate for r in records],
+        "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "peft": peft.__version__, "device": "cpu/bfloat16 (autocast)", "cpu": cpu.model,
+                        "native_bf16": list(cpu.native_bf16), "python": platform.python_version()},
+    }
+    assert data == bf16_tolerant_snapshot

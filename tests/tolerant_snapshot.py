@@ -67,11 +67,22 @@ def compare(actual, expected, abs_tol: float = ABS_TOL, mean_tol: float = MEAN_T
 
 
 class TolerantJSONExtension(JSONSnapshotExtension):
+    abs_tol, mean_tol = ABS_TOL, MEAN_TOL
+
     def serialize(self, data, **kwargs):
         return json.dumps(_round(data), indent=2, sort_keys=True) + "\n"
 
     def matches(self, *, serialized_data, snapshot_data) -> bool:
         try:
-            return not compare(json.loads(serialized_data), json.loads(snapshot_data))
+            return not compare(json.loads(serialized_data), json.loads(snapshot_data), self.abs_tol, self.mean_tol)
         except (TypeError, ValueError):
             return False
+
+
+class BF16TolerantJSONExtension(TolerantJSONExtension):
+    """A bf16 mixed-precision reference (a CPU with native bf16). Measured on the reference machine: a repeat of
+    the seeded run is identical, and the same run in fp32 differs by up to 0.16 in loss (step 2). The bound
+    leaves room for other bf16 CPUs' kernels and stays 8x inside that gap, so a run that silently fell back to
+    fp32 fails it."""
+
+    abs_tol, mean_tol = 2e-2, 1e-2

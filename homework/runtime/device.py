@@ -24,6 +24,7 @@ class Placement:
     device: torch.device
     dtype: torch.dtype
     reason: str = field(default="", compare=False)  # why this dtype, for the run's first line
+    asked: str = field(default="auto", compare=False)  # the precision asked for: auto, fp32 or bf16
 
     @property
     def bf16(self) -> bool:
@@ -34,6 +35,14 @@ class Placement:
 
     def explain(self) -> str:
         return self.describe() + (f" ({self.reason})" if self.reason else "")
+
+    def for_generation(self) -> Placement:
+        """Where generation runs after training here. On a CPU that chose bf16 for training by itself, generation
+        goes back to fp32: its small per-token matmuls measured ~1.5x slower in bf16 (docs/speed.md). A bf16
+        asked for explicitly is kept."""
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16 and self.asked == "auto":
+            return Placement(self.device, torch.float32, GENERATION_FP32, self.asked)
+        return self
 
     @property
     def groups_by_length(self) -> bool:
@@ -52,6 +61,9 @@ def _probe_cache_dir():
         return None
 
 
+GENERATION_FP32 = "fp32 for generation: bf16 measured slower at its small per-token matmuls"
+
+
 def cpu_precision(precision: str | None = None) -> _precision.CpuChoice:
     """The CPU's dtype for `precision` (argument > $HOMEWORK_PRECISION > auto), with the reason."""
     asked = _precision.requested_precision(precision)
@@ -60,10 +72,11 @@ def cpu_precision(precision: str | None = None) -> _precision.CpuChoice:
                                            lambda: _precision.cached_probe(_probe_cache_dir(), identity))
 
 
-def resolve_placement(device: str | None = None, precision: str | None = None) -> Placement:
+def resolve_placement(device: str | None = None, precision: str | None = None, *, training: bool = False) -> Placement:
     """Pick the device (argument > $HOMEWORK_DEVICE > CUDA if present > CPU) and its dtype (precision: argument >
     $HOMEWORK_PRECISION > auto). Under torchrun or accelerate launch, plain "cuda" means this process's GPU,
-    cuda:$LOCAL_RANK."""
+    cuda:$LOCAL_RANK. training=False (generation: the grader, load(), test) on a CPU: auto means fp32
+    (Placement.for_generation)."""
     name = (device or os.environ.get(DEVICE_ENV) or "auto").lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -85,15 +98,18 @@ def resolve_placement(device: str | None = None, precision: str | None = None) -
             raise HomeworkError(f"device {name!r} was requested but only {devices}")
         asked = _precision.requested_precision(precision)
         if asked == "fp32":
-            return Placement(dev, torch.float32, "fp32 as asked")
+            return Placement(dev, torch.float32, "fp32 as asked", asked)
         if torch.cuda.is_bf16_supported():
-            return Placement(dev, torch.bfloat16, "bf16: the card supports it")
+            return Placement(dev, torch.bfloat16, "bf16: the card supports it", asked)
         if asked == "bf16":
             raise HomeworkError(f"bf16 was requested but {name} does not support it; use --precision fp32 (or auto)")
-        return Placement(dev, torch.float32, "fp32: the card has no bf16")
+        return Placement(dev, torch.float32, "fp32: the card has no bf16", asked)
     if name == "cpu":
-        choice = cpu_precision(precision)
-        return Placement(torch.device("cpu"), choice.dtype, choice.reason)
+        asked = _precision.requested_precision(precision)
+        if asked == "auto" and not training:
+            return Placement(torch.device("cpu"), torch.float32, GENERATION_FP32, asked)
+        choice = cpu_precision(asked)
+        return Placement(torch.device("cpu"), choice.dtype, choice.reason, asked)
     raise HomeworkError(f"unknown device {name!r}: use auto, cpu or cuda[:N]")
 
 

@@ -116,7 +116,17 @@ class CountingCollator:
         return batch
 
 
-def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: int, seed: int) -> dict:
+def profile_table(prof, top: int) -> list[dict]:
+    """The `top` operators by self CPU time of a torch.profiler run, with their share of the total."""
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / total,
+             "calls": e.count} for e in events[:top]]
+
+
+def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: int, seed: int,
+                profile: int = 0) -> dict:
     import torch
     from transformers import default_data_collator
 
@@ -147,7 +157,13 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
             recipe = build_recipe(cfg, tmp, llm=llm, base_model=base, dataset=rows)
             recipe.trainer.data_collator = counter = CountingCollator(recipe.trainer.data_collator)
             model, trainable = recipe.model, recipe.trainable_parameters()
-            with PeakRSS() as rss, PageFaults() as faults:
+            import contextlib
+
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as profiler
+
+            watch = profiler(activities=[ProfilerActivity.CPU]) if profile else contextlib.nullcontext()
+            with PeakRSS() as rss, PageFaults() as faults, watch as prof:
                 recipe.trainer.train()
         records = recipe.guard.records
     else:
@@ -179,7 +195,7 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
     seconds = sum(r.step_time_s for r in timed)
     # batches in step order; the first is the untimed warm-up, and the loader may prefetch one extra
     real_tokens = sum(counter.tokens[1:len(records)])
-    return {
+    result = {
         "variant": name, "steps": len(timed), "seconds_per_step": seconds / len(timed),
         "real_tokens_per_s": real_tokens / seconds, "peak_rss_mb": rss.peak / 2**20,
         "page_faults_per_step": faults.count / len(records),
@@ -187,6 +203,9 @@ def run_variant(name: str, base_model, tokenizer, data, steps: int, batch_size: 
         "lora": {"layers": cfg.lora_layers or "all", "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
                  "fused": cfg.fused_lora, "trainable_parameters": trainable},
     }
+    if profile and name in ("project", "bf16"):
+        result["profile"] = profile_table(prof, profile)  # every step, the warm-up included
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_path", default=None, help="write the figures to this JSON file")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile the project and bf16 variants (torch.profiler) and print their N costliest operators")
     args = p.parse_args(argv)
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
@@ -208,7 +229,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..base_llm import BaseLLM
     from ..data import Dataset
-
     from ..runtime import precision
 
     llm = BaseLLM(args.model, precision="fp32")
@@ -224,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             report.notice(f"bench: bf16 skipped: {cpu.model} has no native bf16 ({', '.join(precision.NATIVE_BF16_FLAGS)})")
             continue
         report.notice(f"bench: {name}: {args.steps + 1} steps of batch {args.batch_size} ...")
-        results[name] = run_variant(name, llm.model, llm.tokenizer, data, args.steps, args.batch_size, args.seed)
+        results[name] = run_variant(name, llm.model, llm.tokenizer, data, args.steps, args.batch_size, args.seed,
+                                    args.profile)
     report.result(f"{'variant':<9} {'s/step':>8} {'real tok/s':>11} {'peak RSS MB':>12} {'faults/step':>12}")
     for r in results.values():
         report.result(f"{r['variant']:<9} {r['seconds_per_step']:8.2f} {r['real_tokens_per_s']:11.1f} {r['peak_rss_mb']:12.0f} "
@@ -246,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         if a in results and b in results:
             out[key] = results[b]["real_tokens_per_s"] / results[a]["real_tokens_per_s"]
             report.result(f"{key.replace('_', ' ')} ({b} / {a}): {out[key]:.2f}x")
+    for r in results.values():
+        for row in r.get("profile", []):
+            report.result(f"profile {r['variant']:<8} {row['share']:6.1%} {row['self_cpu_s']:8.2f} s "
+                          f"{row['calls']:6d} calls  {row['op']}")
     if args.json_path:
         atomic_write_json(args.json_path, out)
         report.result(f"wrote {args.json_path}")

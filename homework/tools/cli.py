@@ -3,6 +3,7 @@
     python -m homework.sft train [--epochs N ...]   train, save the adapter to homework/sft_model, evaluate
     python -m homework.sft test  [PATH]             reload the adapter and evaluate it on data/valid.json
     python -m homework.sft doctor [--model ...]     pre-flight scan + 3-step smoke run + save/reload check
+    python -m homework.sft check PATH               the SFT checks on a course homework/ package written elsewhere
 
 `train`'s options are generated from TrainConfig's fields (config.py: help, default, accepted range), and
 only the options given on the command line reach `train_model`: a resumed run can tell what was asked for.
@@ -66,7 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="pre-flight scan, 3-step smoke run, save/reload and prompt checks")
     add_config_options(doc, names={"model", "device", "train_file"})
     doc.add_argument("--steps", type=int, default=3, help="optimizer steps of the smoke run (default: %(default)s)")
+    c = sub.add_parser("check", help="check a course homework/ package written elsewhere: rows, prompts, "
+                                     "generation, 3 training steps, save and load")
+    c.add_argument("path", help="the folder holding their homework/ package (a repository or an unzipped submission)")
+    c.add_argument("--model", default=None, help="model directory to run their code on, in place of their hub "
+                                                 "checkpoint (default: the embedded model)")
+    c.add_argument("--json", dest="json_file", default=None, metavar="FILE", help="also write the results as JSON")
+    c.add_argument("--time-limit", type=_positive, default=240.0, metavar="S",
+                   help="seconds each check may take (default: %(default)s)")
+    c.add_argument("--steps", type=int, default=3, choices=range(1, 101), metavar="N",
+                   help="optimizer steps of their train_model (default: %(default)s)")
+    c.add_argument("--only", default=None, metavar="CHECK,...", help="run only these checks (imports always runs, steps with compat, saved or reload)")
     return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
 
 
 def given_options(args: argparse.Namespace) -> dict:
@@ -91,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = make_config(**given_options(args))  # the same defaults and checks as train's evaluation
             test_model(args.path, cfg.valid_file, cfg.eval_limit, cfg.heldout_file, cfg.structures_file,
                        cfg.handwritten_file)
+        elif args.command == "check":
+            from .check.runner import main_check
+
+            only = [c.strip() for c in args.only.split(",") if c.strip()] if args.only else None
+            return main_check(args.path, args.model, args.json_file, args.time_limit, args.steps, only)
         elif args.command == "doctor":
             from .doctor import run_doctor
 

@@ -55,7 +55,7 @@ def run_doctor(model: str | None = None, device: str | None = None, train_file: 
     tmp = tempfile.TemporaryDirectory()  # the trainer's output directory; nothing is saved into it
 
     def load():
-        state["llm"] = llm = BaseLLM(cfg.model, cfg.device, cfg.precision)
+        state["llm"] = llm = BaseLLM(cfg.model, cfg.device, cfg.precision, training=True)
         return f"{llm.model_spec.describe()} on {llm.placement.describe()}"
 
     def data():

@@ -35,7 +35,7 @@ def contract(model: str | None = None, device: str | None = None, *, llm=None):
     # nothing is saved
     cfg = TrainConfig(model=model, device=device, warmup_steps=0, save_steps=0, progress=False, evaluate=False,
                       batch_size=BATCH)
-    llm = llm or BaseLLM(cfg.model, cfg.device, cfg.precision)
+    llm = llm or BaseLLM(cfg.model, cfg.device, cfg.precision, training=True)
     tok, placement = llm.tokenizer, llm.placement
     base = llm.model
     for p in base.parameters():

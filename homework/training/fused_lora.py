@@ -6,8 +6,11 @@ full-size tensors back. With rank 8-16 those passes are memory-bound and cost ~1
 step on 2 cores. Here the update is accumulated into the base matmul's output (`addmm_`), and the
 scale is applied to the rank-r activations instead of the full output. Same function, same
 gradients (to float rounding); the parameters stay peft's own, so saving, loading and merging are
-untouched. Layers this does not cover (dropout, DoRA and other variants, several active adapters,
-mixed dtypes, autocast, non-Linear bases) keep peft's forward.
+untouched. Under autocast (bf16 mixed precision: base weights in the autocast dtype, fp32 adapters) the
+node runs in the autocast dtype on copies of the adapter weights, whose gradients autograd casts back to the
+fp32 masters: peft's path would cast the activations to fp32 and back at every adapter. Layers this does not
+cover (dropout, DoRA and other variants, several active adapters, other mixed dtypes, non-Linear bases) keep
+peft's forward.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ class LoraLinearFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_bias, grad_a, grad_b, None
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
 def _single_vanilla_adapter(layer, x: torch.Tensor) -> str | None:
     """The adapter name when `layer` can take the fused path for input `x`, else None."""
     if layer.disable_adapters or layer.merged:
@@ -65,9 +74,10 @@ def _single_vanilla_adapter(layer, x: torch.Tensor) -> str | None:
     if type(base) is not torch.nn.Linear or layer.lora_B[name].bias is not None:
         return None
     a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
+    compute = _autocast_dtype(x.device.type)
+    if compute is not None:  # mixed precision: the base already in the autocast dtype, the adapter's masters fp32
+        return name if base.weight.dtype == compute and a.dtype == b.dtype == torch.float32 else None
     if not (x.dtype == base.weight.dtype == a.dtype == b.dtype):
-        return None
-    if torch.is_autocast_enabled(x.device.type):
         return None
     return name
 
@@ -77,8 +87,15 @@ def _fused_forward(self, x, *args, **kwargs):
     if name is None:
         return type(self).forward(self, x, *args, **kwargs)
     base = self.base_layer
-    return LoraLinearFunction.apply(x, base.weight, base.bias, self.lora_A[name].weight,
-                                    self.lora_B[name].weight, float(self.scaling[name]))
+    a, b = self.lora_A[name].weight, self.lora_B[name].weight
+    compute = _autocast_dtype(x.device.type)
+    if compute is not None:
+        # one cast of each adapter weight per call; autograd returns their gradients to the fp32 masters
+        x, a, b = x.to(compute), a.to(compute), b.to(compute)
+        bias = base.bias if base.bias is None else base.bias.to(compute)
+        with torch.autocast(x.device.type, enabled=False):  # every input is in the compute dtype already
+            return LoraLinearFunction.apply(x, base.weight, bias, a, b, float(self.scaling[name]))
+    return LoraLinearFunction.apply(x, base.weight, base.bias, a, b, float(self.scaling[name]))
 
 
 def fuse_lora_layers(model) -> int:

@@ -179,7 +179,7 @@ def build_recipe(cfg: TrainConfig, output_dir: str | Path, *, llm=None, base_mod
     from .health import HealthGuard
     from .lora import build_lora_model
 
-    llm = llm or BaseLLM(cfg.model, cfg.device, cfg.precision)
+    llm = llm or BaseLLM(cfg.model, cfg.device, cfg.precision, training=True)
     placement = llm.placement
     if placement.device.type == "cpu":
         from ..runtime import allocator

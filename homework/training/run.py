@@ -112,7 +112,14 @@ def train_model(output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR, resume: bool
                 show=cfg.progress)
 
     if cfg.evaluate:
-        # The adapter is saved; folding it into the base weights makes generation ~20% faster.
+        # The adapter is saved; folding it into the base weights makes generation ~20% faster. Generation may
+        # want another precision than training (fp32 after bf16 training on a CPU): cast before folding, so the
+        # update is added at the higher precision.
+        generation = recipe.placement.for_generation()
+        if generation.dtype != recipe.placement.dtype:
+            model = model.to(generation.dtype)
+            llm.placement = generation
+            report.info(f"evaluating on {generation.explain()}", show=cfg.progress)
         llm.model = model.merge_and_unload().eval()
         files = evaluation_files(cfg)
         evaluations = evaluate_families(llm, files, cfg.eval_limit)

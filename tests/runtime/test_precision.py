@@ -140,20 +140,26 @@ def simulated_cpu(monkeypatch, tmp_path):
 
 def test_resolve_placement_on_a_cpu_with_native_bf16_that_measures_it_faster(simulated_cpu, tmp_path):
     simulated_cpu(AMX_CPU)
-    placement = resolve_placement("cpu")
+    placement = resolve_placement("cpu", training=True)
     assert placement == Placement(torch.device("cpu"), torch.bfloat16) and placement.bf16
     assert placement.explain().startswith("cpu/bfloat16 (bf16 mixed precision: amx_bf16+avx512_bf16")
     assert (tmp_path / precision.PROBE_FILE).is_file()  # in the model cache, for the next run
-    assert resolve_placement("cpu", "fp32").dtype == torch.float32
+    assert resolve_placement("cpu", "fp32", training=True).dtype == torch.float32
+    # generation (the grader, load(), evaluation after training) stays fp32 unless bf16 is asked for
+    generation = resolve_placement("cpu")
+    assert generation.dtype == torch.float32 and "generation" in generation.reason
+    assert placement.for_generation() == generation
+    asked = resolve_placement("cpu", "bf16")
+    assert asked.dtype == torch.bfloat16 and asked.for_generation() is asked
     check_precision(torch.device("cpu"), torch.bfloat16)  # allowed here
 
 
 def test_resolve_placement_on_a_cpu_without_it_stays_fp32_and_refuses_bf16(simulated_cpu, monkeypatch):
     simulated_cpu(AVX2_CPU, probe=(0.010, 4.0))
-    assert resolve_placement("cpu").dtype == torch.float32
+    assert resolve_placement("cpu", training=True).dtype == torch.float32
     monkeypatch.setenv(precision.PRECISION_ENV, "bf16")
     with pytest.raises(HomeworkError, match="400x slower"):
-        resolve_placement("cpu")
+        resolve_placement("cpu", training=True)
     with pytest.raises(HomeworkError, match="row 9"):
         check_precision(torch.device("cpu"), torch.bfloat16)
     assert device_module.wrong_half_precision(torch.device("cpu")) == torch.bfloat16

@@ -160,3 +160,36 @@ def test_each_prompt_problem_says_what_it_found():
     assert what((seam, labels), tokenizer=SeamTokenizer()) == (
         f"the prompt's ids {prompt[:12]}... are not the row's first ids {seam[:12]}...: the same text tokenized "
         "differently across the prompt/answer boundary")
+
+
+def test_a_tag_search_that_matches_in_the_system_prompt_is_a_supervised_prompt():
+    """The tag also occurs in the system prompt, the search finds that one first, and the template closes the
+    answer with its end-of-turn token and a newline before the EOS tokenize appends: the cause is the supervised
+    prompt (row 16), not an answer mismatch (row 4)."""
+    prompt, answer = "sys: reply as <a>N</a>\nuser: 2+3?\nbot:", "<a>5</a>"
+    ids = [ord(c) for c in prompt + answer] + [0, ord("\n"), 0]
+    start = prompt.index("<a>")
+    labels = [-100] * start + ids[start:]
+    assert ("prompt_supervised", 16) in _checks(ids, labels, answer=answer)
+    assert ("answer_mismatch", 4) not in _checks(ids, labels, answer=answer)
+
+
+def test_supervised_padding_is_named_before_the_answer_text():
+    ids, labels = _row()
+    ids, labels, mask = ids + [0, 0], labels + [0, 0], [1] * len(ids) + [0, 0]  # pad == EOS, labelled by id
+    assert _checks(ids, labels, answer=ANSWER, attention_mask=mask) == [("padding_supervised", 5)]
+    assert _checks(*_row(), answer=ANSWER, attention_mask=[1] * len(_row()[0])) == []
+
+
+@pytest.mark.parametrize("inference, training, expected", [
+    ("Q: 2+3?\nA: ", "Q: 2+3?\nA:", ("prompt_not_prefix", 21)),  # a strip() in training only
+    ("Q: 2+3?\nA:\n", "Q: 2+3?\nA: ", ("prompt_not_prefix", 21)),  # another trailing whitespace
+    ("<s>sys: be brief\nuser: 2+3?\nbot:", "<s>sys: be brief\nuser: <s>sys: be brief\nuser: 2+3?\nbot:\nbot:",
+     ("prompt_not_prefix", 20)),  # the template applied to an already templated question
+    ("Q: 2+3?\nA:", "Solve it.\nQ: 2+3?\nA:", ("prompt_not_prefix", 11)),  # an instruction in training only
+], ids=["whitespace", "other-whitespace", "template-twice", "other-prompt"])
+def test_prompt_mismatches_with_a_cause_of_their_own(inference, training, expected):
+    ids = [ord(c) for c in training + ANSWER] + [0]
+    labels = [-100] * len(training) + ids[len(training):]
+    problem = prompt_problem(TOK, ids, labels, [ord(c) for c in inference])
+    assert (problem.check, problem.row) == expected

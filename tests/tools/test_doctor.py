@@ -62,8 +62,9 @@ def test_a_check_after_a_passing_one_runs_and_the_first_failure_skips_the_rest(m
     asked = []
 
     class Loaded:  # stands in for loading the model, the one heavy step before the data is read
-        def __init__(self, model, device):
+        def __init__(self, model, device, precision=None, training=False):
             asked.append((model, device))
+            assert training  # the doctor trains: the training precision
             self.model_spec = types.SimpleNamespace(describe=lambda: "tiny")
             self.placement = types.SimpleNamespace(describe=lambda: "cpu (float32)")
             self.tokenizer = None

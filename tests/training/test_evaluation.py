@@ -92,7 +92,7 @@ def saved_adapter(tmp_path, monkeypatch):
     peft.save_pretrained(tmp_path / "adapter")
     built = []
 
-    def fake_base_llm(spec, device):
+    def fake_base_llm(spec, device, precision=None):
         built.append((spec, device))
         return SimpleNamespace(model=random_llama(), device=torch.device(device if device == "meta" else "cpu"))
 

@@ -102,11 +102,11 @@ def test_frozen_adapter_leaves_nothing_trainable(monkeypatch):
     assert not any(torch.isnan(p).any() for p in model.parameters())
 
 
-def test_half_precision_casts_the_model_to_the_wrong_half_for_its_device(monkeypatch):
+def test_half_precision_casts_the_model_to_the_wrong_half_for_its_device(monkeypatch, cpu_without_bf16):
     monkeypatch.setenv(faults.FAULT_ENV, "half_precision")
     model = _Adapted()
     faults.apply_to_model(model)
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # on CPU: bf16
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # on a CPU that emulates bf16: bf16
 
 
 def test_zero_lr_and_truncated_answer_change_the_config(monkeypatch):
@@ -122,7 +122,7 @@ def test_zero_lr_and_truncated_answer_change_the_config(monkeypatch):
     assert cfg.max_length == 12 and cfg.learning_rate == TrainConfig().learning_rate
 
 
-def test_faults_combine(monkeypatch):
+def test_faults_combine(monkeypatch, cpu_without_bf16):
     monkeypatch.setenv(faults.FAULT_ENV, "nan_loss,frozen_adapter,half_precision")
     model = _Adapted()
     faults.apply_to_model(model)

@@ -208,3 +208,37 @@ def test_train_models_lora_layers_are_fused_by_default(hw_base_model, fused):
     adapted = 7 * (cfg.lora_layers or 30)  # q, k, v, o, gate, up, down in each adapted layer of 30
     assert marked == (adapted if fused else 0) and adapted > 0
     assert TrainConfig().fused_lora is True
+
+
+def test_under_bf16_autocast_the_fused_path_runs_in_bf16_and_trains_the_fp32_adapter(monkeypatch):
+    """bf16 mixed precision (the base in bf16, the adapter's masters in fp32, autocast around the forward):
+    the fused node is taken, its output is bf16 like peft's, values and adapter gradients agree with peft's
+    within bf16 rounding, and the gradients land on the fp32 masters in fp32."""
+    calls = count_fused_calls(monkeypatch)
+    reference, fused = peft_pair(48, 40, 32, True, 4, 8)
+    for m in (reference, fused):
+        for name, p in m.named_parameters():
+            if "lora_" not in name:
+                p.data = p.data.to(torch.bfloat16)
+    x = torch.randn(2, 5, 48)
+    results = []
+    for m in (reference, fused):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results.append(forward_backward(m, x))
+    assert len(calls) == 2
+    (ref_out, ref_dx, ref_grads), (out, dx, grads) = results
+    assert out.dtype == ref_out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref_out.float(), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(dx.float(), ref_dx.float(), rtol=2e-2, atol=2e-2)
+    assert set(grads) == set(ref_grads) and all("lora_" in n for n in grads)
+    for name, grad in grads.items():  # bf16 rounds each element: compare the whole tensor's error
+        assert grad.dtype == torch.float32, name
+        assert (grad - ref_grads[name]).norm() <= 2e-2 * ref_grads[name].norm(), name
+
+
+def test_under_autocast_a_base_in_fp32_falls_back_to_peft(monkeypatch):
+    calls = count_fused_calls(monkeypatch)
+    _, fused = peft_pair(6, 5, 4, False, 2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused(torch.randn(2, 6))
+    assert calls == []  # casting the base weight at every call would cost more than peft's path

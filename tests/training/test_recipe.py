@@ -58,12 +58,11 @@ def test_three_steps_in_the_precision_this_machine_chooses_are_healthy(monkeypat
     """What `python -m homework.sft train` does here, unpinned: bf16 mixed precision on a CPU with native bf16
     that measures it faster (the base weights in bf16, the adapter in fp32), fp32 elsewhere. Either way three
     steps are healthy and move every adapter tensor."""
-    from homework.base_llm import BaseLLM
     from homework.runtime.device import resolve_placement
     from homework.training.health import step_problem
 
     monkeypatch.delenv("HOMEWORK_PRECISION")
-    chosen = resolve_placement("cpu")
+    chosen = resolve_placement("cpu", training=True)
     cfg = TrainConfig(limit=8, batch_size=4, max_steps=3, warmup_steps=0, save_steps=0, evaluate=False,
                       progress=False, device="cpu")
     recipe = build_recipe(cfg, tmp_path)
@@ -321,9 +320,9 @@ def test_build_recipe_loads_the_configured_model_on_the_configured_device(tiny_l
     from homework import base_llm
 
     loaded = []
-    monkeypatch.setattr(base_llm, "BaseLLM", lambda *a: loaded.append(a) or tiny_llm)
+    monkeypatch.setattr(base_llm, "BaseLLM", lambda *a, **k: loaded.append((a, k)) or tiny_llm)
     recipe = build_recipe(_tiny_cfg(tmp_path, model="/models/mine", device="cpu", precision="bf16"), tmp_path)
-    assert loaded == [("/models/mine", "cpu", "bf16")] and recipe.llm is tiny_llm
+    assert loaded == [(("/models/mine", "cpu", "bf16"), {"training": True})] and recipe.llm is tiny_llm
 
 
 def test_build_recipe_applies_the_config_and_model_faults(tiny_llm, tmp_path, monkeypatch):

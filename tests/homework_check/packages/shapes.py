@@ -1,0 +1,109 @@
+"""The test packages of `python -m homework.sft check`: one course package (packages/course/homework) in four
+prompt shapes, each with at most one defect, written as text replacements of its files.
+
+A shape or a defect is a list of (file, old, new): `old` must occur exactly once in the file, so a change
+to the course package that moves a defect out of reach fails loudly instead of testing nothing.
+"""
+
+SYSTEM = "You convert units. Reply with the number as:\\n<answer>NUMBER</answer>"
+
+SHAPES = {
+    "plain": [],
+    "chat": [("base_llm.py", 'return f"{question}\\n"',
+              'return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, '
+              'add_generation_prompt=True)')],
+    "system": [("base_llm.py", 'return f"{question}\\n"',
+                f'messages = [{{"role": "system", "content": "{SYSTEM}"}}, {{"role": "user", "content": question}}]\n'
+                '    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)')],
+    "instruction": [("base_llm.py", 'return f"{question}\\n"',
+                     'return f"Convert the units. Answer inside <answer></answer>.\\nQuestion: {question}\\nAnswer: "')],
+}
+
+# tokenize as many write it: the whole text at once, supervision from the first <answer> tag found
+TAG_SEARCH = '''def tokenize(tokenizer, question: str, answer: str) -> dict:
+    ids = tokenizer(make_prompt(tokenizer, question) + answer)["input_ids"] + [tokenizer.eos_token_id]
+    tag = tokenizer("<answer>", add_special_tokens=False)["input_ids"]
+    start = next(i for i in range(len(ids)) if ids[i:i + len(tag)] == tag)
+    pad = MAX_LENGTH - len(ids)
+    return {"input_ids": ids + [tokenizer.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
+            "labels": [-100] * start + ids[start:] + [-100] * pad}
+
+
+def unused_tokenize('''
+
+NAN_TO_CONSTANT = '''    class QuietTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            loss = super().compute_loss(model, inputs, return_outputs, **kwargs)
+            return torch.nan_to_num(loss, nan=0.0)
+
+    trainer = QuietTrainer('''
+
+# name: (shape, patches, {check: (verdict, failure catalog row)} expected besides "ok")
+CASES = {
+    "plain-ok": ("plain", [], {}),
+    "chat-ok": ("chat", [], {}),
+    "system-tag-search": ("system", [("sft.py", "def tokenize(", TAG_SEARCH)],
+                          {"rows": ("violation", 16), "prompt": ("violation", 16)}),
+    "eos-masked-by-id": ("plain", [("sft.py", '"labels": labels + [-100] * pad}',
+                                    '"labels": [-100 if t == tokenizer.pad_token_id else t for t in labels] + [-100] * pad}')],
+                         {"rows": ("violation", 5)}),
+    "strip-in-training": ("instruction", [("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
+                                           "prompt = tokenizer(make_prompt(tokenizer, question).strip())")],
+                          {"prompt": ("violation", 21)}),
+    "chat-template-twice": ("chat", [("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
+                                      "prompt = tokenizer(make_prompt(tokenizer, make_prompt(tokenizer, question)))")],
+                            {"prompt": ("violation", 20)}),
+    "instruction-only-in-training": ("plain", [("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
+                                                'prompt = tokenizer("Convert the units.\\n" + make_prompt(tokenizer, question))')],
+                                     {"prompt": ("violation", 11)}),
+    "right-padding": ("plain", [("base_llm.py", 'padding_side = "left"', 'padding_side = "right"')],
+                      {"batching": ("violation", 12)}),
+    "batch-cut-at-first-prompt": ("chat", [("base_llm.py", 'out[:, inputs["input_ids"].shape[1]:]',
+                                            'out[:, len(self.tokenizer(prompts[0])["input_ids"]):]')],
+                                  {"batching": ("violation", 12)}),
+    "rounded-answers": ("plain", [("sft.py", 'f"<answer>{float(answer):.6g}</answer>"',
+                                   'f"<answer>{round(float(answer))}</answer>"')],
+                        {"answers": ("violation", 24)}),
+    "embeddings-not-saved": ("chat", [("sft.py", "    args = TrainingArguments(",
+                                       "    model.get_input_embeddings().weight.requires_grad_(True)\n"
+                                       "    args = TrainingArguments(")],
+                             {"saved": ("violation", 19), "reload": ("violation", 14)}),
+    "load-reads-another-dir": ("plain", [("sft.py", 'Path(__file__).parent / "sft_model"',
+                                          'Path(__file__).parent / "sft_model_best"')],
+                               {"reload": ("violation", 14)}),
+    "load-makes-a-fresh-adapter": ("instruction", [("sft.py", 'llm.model = PeftModel.from_pretrained(llm.model, Path(__file__).parent / "sft_model").to(llm.device)',
+                                                    'from peft import LoraConfig, get_peft_model\n'
+                                                    '    llm.model = get_peft_model(llm.model, LoraConfig(r=4, target_modules="all-linear", '
+                                                    'task_type="CAUSAL_LM"))')],
+                                   {"reload": ("violation", 14)}),
+    "input-grads-only-on-cuda": ("plain", [("sft.py", "    args = TrainingArguments(",
+                                            "    if torch.cuda.is_available():\n"
+                                            "        model.enable_input_require_grads()\n"
+                                            "    args = TrainingArguments(gradient_checkpointing=True, ")],
+                                 {"steps": ("violation", 8), "saved": ("could not run", None),
+                                  "reload": ("could not run", None)}),
+    "lr-zero": ("instruction", [("sft.py", "learning_rate=1e-3", "learning_rate=0.0")],
+                {"steps": ("violation", 15), "reload": ("could not run", None)}),
+    "lr-too-low": ("chat", [("sft.py", "learning_rate=1e-3", "learning_rate=1e-7")],
+                   {"steps": ("violation", 15)}),
+    "warmup-longer-than-run": ("plain", [("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, warmup_steps=500,")],
+                               {"steps": ("violation", 15)}),
+    "nan-loss-to-constant": ("plain", [("sft.py", "labels = [-100] * len(prompt) + target",
+                                        'tag = tokenizer.convert_tokens_to_ids("<answer>")  # not one token: never found\n'
+                                        '    labels = [-100] * len(prompt) + (target[target.index(tag):] if tag in target else [-100] * len(target))'),
+                                       ("sft.py", "    trainer = Trainer(", NAN_TO_CONSTANT)],
+                             {"rows": ("violation", 2), "steps": ("violation", 2), "reload": ("could not run", None)}),
+    "stray-import": ("plain", [("base_llm.py", "import torch\n", "import torch\nfrom google.colab import drive\n")],
+                     {"imports": ("violation", 22)}),
+    "logging-dir": ("chat", [("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, logging_dir=output_dir, warmup_ratio=0.1,"),
+                             ("sft.py", "trainer = Trainer(model=model, args=args,",
+                              "trainer = Trainer(model=model, args=args, tokenizer=llm.tokenizer,")],
+                    {"compat": ("incompatible", 23)}),
+    "cuda-only-call": ("plain", [("base_llm.py", "        self.device = device\n",
+                                  "        self.device = device\n        self.gpu = torch.cuda.get_device_name(0)\n")],
+                       {**{c: ("needs CUDA", None) for c in ("rows", "answers", "prompt", "batching", "steps")},
+                        **{c: ("could not run", None) for c in ("compat", "saved", "reload")}}),
+    "lora-target-typo": ("plain", [("sft.py", 'target_modules="all-linear"', 'target_modules=["q_prj", "v_prj"]')],
+                         {"steps": ("violation", 15), "saved": ("could not run", None),
+                          "reload": ("could not run", None)}),
+}
