@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from homework.runtime import model_source as ms
 from homework.runtime.errors import CacheError, ModelResolutionError
@@ -392,6 +393,17 @@ def test_loading_reads_the_location_in_the_dtype_and_moves_the_model(fake_loadin
                                      ("model", "/m", fake_loading["dtype_kwarg"](torch.bfloat16))]
     assert model.device == "meta"
     assert tokenizer.pad_token == "<eos>"  # no pad token: EOS pads
+
+
+@pytest.mark.parametrize("dtype, device, eager", [("bfloat16", "cpu", True), ("bfloat16", torch.device("cpu"), True),
+                                                  ("float32", "cpu", False), ("bfloat16", "cuda", False)])
+def test_bf16_on_a_cpu_loads_with_matmul_attention(fake_loading, dtype, device, eager):
+    """bf16 on a CPU trains 1.2x faster with plain matmul attention than with torch's CPU flash attention, whose
+    bf16 backward is slow (docs/speed.md); other placements keep the library's default attention."""
+    ms.load_pretrained(ms.ModelSpec("local", "/m", "m"), getattr(torch, dtype), device)
+    assert ("attn_implementation" in fake_loading["calls"][1][2]) == eager
+    if eager:
+        assert fake_loading["calls"][1][2]["attn_implementation"] == "eager"
 
 
 def test_a_tokenizer_with_a_pad_token_keeps_it(fake_loading):
