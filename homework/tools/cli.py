@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="?", default=str(DEFAULT_OUTPUT_DIR))
     add_config_options(s, names={"valid_file", "heldout_file", "structures_file", "handwritten_file", "eval_limit"})
     doc = sub.add_parser("doctor", help="pre-flight scan, 3-step smoke run, save/reload and prompt checks")
-    add_config_options(doc, names={"model", "device", "train_file"})
+    add_config_options(doc, names={"model", "device", "precision", "train_file"})
     doc.add_argument("--steps", type=int, default=3, help="optimizer steps of the smoke run (default: %(default)s)")
     c = sub.add_parser("check", help="check a course homework/ package written elsewhere: rows, prompts, "
                                      "generation, 3 training steps, save and load")
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             from .doctor import run_doctor
 
             opts = given_options(args)
-            return run_doctor(model=opts.get("model"), device=opts.get("device"),
+            return run_doctor(model=opts.get("model"), device=opts.get("device"), precision=opts.get("precision"),
                               train_file=opts.get("train_file", "train"), steps=args.steps)
     except HomeworkError as exc:
         from ..runtime import report

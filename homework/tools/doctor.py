@@ -35,22 +35,24 @@ def _timed(name: str, fn, checks: list[Check]):
 SHORTENED = {"save_steps": 0, "warmup_steps": 0, "evaluate": False, "progress": False}
 
 
-def doctor_config(model: str | None, device: str | None, train_file: str, steps: int, rows: int):
+def doctor_config(model: str | None, device: str | None, train_file: str, steps: int, rows: int,
+                  precision: str | None = None):
     """The shipped recipe, shortened: the first `rows` training rows, `steps` optimizer steps, SHORTENED."""
     from ..training.config import TrainConfig
 
-    return TrainConfig(model=model, device=device, train_file=train_file, limit=rows, max_steps=steps, **SHORTENED)
+    return TrainConfig(model=model, device=device, precision=precision, train_file=train_file, limit=rows,
+                       max_steps=steps, **SHORTENED)
 
 
 def run_doctor(model: str | None = None, device: str | None = None, train_file: str = "train", steps: int = 3,
-               rows: int = 64, out=None) -> int:
+               rows: int = 64, out=None, precision: str | None = None) -> int:
     from ..base_llm import BaseLLM
     from ..training import faults
     from ..training.recipe import build_recipe, run_preflight, tokenized_rows
 
     checks: list[Check] = []
     state: dict = {}
-    cfg = doctor_config(model, device, train_file, steps, rows)
+    cfg = doctor_config(model, device, train_file, steps, rows, precision)
     faults.apply_to_config(cfg)
     tmp = tempfile.TemporaryDirectory()  # the trainer's output directory; nothing is saved into it
 

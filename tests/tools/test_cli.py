@@ -91,13 +91,15 @@ def test_the_help_names_each_command_and_what_it_does(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     out = capsys.readouterr().out
-    assert exit_.value.code == 0 and out.startswith("usage: python -m homework.sft [-h] {train,test,doctor}")
+    assert exit_.value.code == 0 and out.startswith("usage: python -m homework.sft [-h] {train,test,doctor,check}")
     # the module docstring, its example lines kept as written
     assert "\n    python -m homework.sft train [--epochs N ...]   train, save the adapter" in out
     words = " ".join(out.split())
     assert "train train a LoRA adapter, save it, evaluate it" in words
     assert "test reload a saved adapter and evaluate it" in words
     assert "doctor pre-flight scan, 3-step smoke run, save/reload and prompt checks" in words
+    assert "check check a course homework/ package written elsewhere: rows, prompts, generation, 3 training " \
+           "steps, save and load" in words
 
 
 def test_each_commands_help_explains_its_own_options(help_of):
@@ -220,9 +222,10 @@ def test_doctor_hands_run_doctor_its_options_and_exits_with_its_status(monkeypat
 
     calls = record(monkeypatch, doctor, "run_doctor", returns=1)
     assert main(["doctor"]) == 1
-    assert main(["doctor", "--model", "m", "--device", "cpu", "--train-file", "t", "--steps", "5"]) == 1
-    assert calls == [((), dict(model=None, device=None, train_file="train", steps=3)),
-                     ((), dict(model="m", device="cpu", train_file="t", steps=5))]
+    assert main(["doctor", "--model", "m", "--device", "cpu", "--precision", "bf16", "--train-file", "t", "--steps",
+                 "5"]) == 1
+    assert calls == [((), dict(model=None, device=None, precision=None, train_file="train", steps=3)),
+                     ((), dict(model="m", device="cpu", precision="bf16", train_file="t", steps=5))]
 
 
 def test_an_error_exits_2_and_one_every_process_agreed_on_is_left_to_the_main_process(monkeypatch, capsys):

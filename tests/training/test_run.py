@@ -164,9 +164,10 @@ def fake(monkeypatch):
         state.built.append((cfg, ckpt_root, callbacks))
         state.clock = iter([110.0, 125.5, 200.0])
         llm = SimpleNamespace(model="base model", model_spec=SimpleNamespace(name="tiny", describe=lambda: "tiny (test)"))
+        placement = SimpleNamespace(describe=lambda: "cpu float32", dtype="float32")
+        placement.for_generation = lambda: placement  # generation in the training precision: nothing is cast
         built = SimpleNamespace(llm=llm, model=Model(), trainer=Trainer(), guard=SimpleNamespace(records=state.records),
-                                placement=SimpleNamespace(describe=lambda: "cpu float32"),
-                                describe=lambda: "the recipe described")
+                                placement=placement, describe=lambda: "the recipe described")
         state.recipes.append(built)
         return built
 
