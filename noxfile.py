@@ -19,7 +19,7 @@ TORCH = "torch==2.13.0"
 CONSTRAINTS = Path(".ci/constraints.txt")
 # Left out of the tested set: torch is pinned on its own (its local build differs between CPU and CUDA
 # machines), and these come with a CUDA torch only.
-UNPINNED = ("torch", "nvidia-", "triton", "homework")
+UNPINNED = ("torch", "nvidia-", "cuda-", "triton", "homework")
 # The release check: pyproject.toml's range tested at its ends. "oldest" pins every lower bound that
 # pyproject.toml states for the training stack; 5.17 is the CUDA runner's preinstalled version (its
 # GGUF tokenizer reading differs). The newest end is the `newest` session.
@@ -138,8 +138,10 @@ def _frozen(session) -> dict[str, str]:
 @nox.session
 def newest(session):
     """The fast tier with the newest versions that pyproject.toml allows (no tested set): what a fresh machine
-    gets today. Prints how they differ from .ci/constraints.txt; a failure names those packages."""
-    install(session, ["--upgrade", "--upgrade-strategy", "eager"], extras="dev")
+    gets today with the README's torch pin. Prints how they differ from .ci/constraints.txt; a failure names
+    those packages."""
+    # torch stays at its pin, as the README installs it: an eager upgrade would pull the newest CUDA build
+    install(session, ["--upgrade", "--upgrade-strategy", "eager", TORCH], extras="dev")
     changed = drift(pinned_versions(CONSTRAINTS.read_text()), _frozen(session))
     session.log("newer than the tested set: " + ("; ".join(changed) or "nothing"))
     try:
@@ -153,7 +155,7 @@ def newest(session):
 def lock(session):
     """Refresh the tested set: install the newest allowed versions, run the fast tier, and only if it passes
     write .ci/constraints.txt (commit it with the run's figures)."""
-    install(session, ["--upgrade", "--upgrade-strategy", "eager"], extras="dev")
+    install(session, ["--upgrade", "--upgrade-strategy", "eager", TORCH], extras="dev")
     session.run("pytest", "-m", "not slow", *session.posargs)
     python = session.run("python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True).strip()
     freeze = session.run("python", "-m", "pip", "freeze", silent=True) or ""
