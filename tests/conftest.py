@@ -72,6 +72,17 @@ def random_llama(vocab_size: int = 32, layers: int = 1, hidden: int = 8, **confi
                                         **config))
 
 
+def random_llama_dir(tokenizer, path: Path, layers: int, max_positions: int) -> Path:
+    """A random_llama sized for `tokenizer` (its special ids, tied embeddings), saved with it as a model
+    directory: the real tokenizer over a model that runs in seconds."""
+    model = random_llama(len(tokenizer), layers=layers, hidden=16, max_position_embeddings=max_positions,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def load_foreign_project(module_name: str):
     """tests/foreign_project/sftproj.py (the kit's foreign project, not on sys.path) as a fresh module."""
     import importlib.util

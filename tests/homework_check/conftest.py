@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, random_llama
+from tests.conftest import REPO, random_llama_dir
 
 PACKAGES = Path(__file__).resolve().parent / "packages"
 
@@ -15,13 +15,7 @@ PACKAGES = Path(__file__).resolve().parent / "packages"
 @pytest.fixture(scope="session")
 def check_model_dir(hw_tokenizer, tmp_path_factory):
     """2 layers of 16: their 3 training steps take a second."""
-    model = random_llama(len(hw_tokenizer), layers=2, hidden=16, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=hw_tokenizer.bos_token_id,
-                         eos_token_id=hw_tokenizer.eos_token_id, pad_token_id=hw_tokenizer.pad_token_id)
-    path = tmp_path_factory.mktemp("check-model")
-    model.save_pretrained(path)
-    hw_tokenizer.save_pretrained(path)
-    return path
+    return random_llama_dir(hw_tokenizer, tmp_path_factory.mktemp("check-model"), layers=2, max_positions=512)
 
 
 def course_data(target: Path, train_rows: int = 24) -> None:
