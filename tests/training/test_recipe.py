@@ -61,7 +61,7 @@ def test_three_steps_in_the_precision_this_machine_chooses_are_healthy(monkeypat
     from homework.runtime.device import resolve_placement
     from homework.training.health import step_problem
 
-    monkeypatch.delenv("HOMEWORK_PRECISION")
+    monkeypatch.delenv("HOMEWORK_PRECISION", raising=False)
     chosen = resolve_placement("cpu", training=True)
     cfg = TrainConfig(limit=8, batch_size=4, max_steps=3, warmup_steps=0, save_steps=0, evaluate=False,
                       progress=False, device="cpu")
