@@ -20,8 +20,8 @@ def _test_precision() -> str | None:
     return None if torch.cuda.is_available() else "fp32"
 
 
-if _test_precision() and "HOMEWORK_PRECISION" not in os.environ:
-    os.environ["HOMEWORK_PRECISION"] = _test_precision()
+if "HOMEWORK_PRECISION" not in os.environ and (_pinned := _test_precision()):
+    os.environ["HOMEWORK_PRECISION"] = _pinned
 
 # ci: reproducible and free of timing flakiness; fuzz: many more examples, for a deliberate hunt.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60,
