@@ -60,6 +60,8 @@ CATALOG = {
         "(`warmup_steps` takes a ratio, `eval_strategy`, `processing_class`) or drop the argument.",
     24: "the trained answer does not read back: the answer text (rounded to integers, or in a format the parser cannot "
         "read) parses to a value outside the grader's tolerance. Train the answer with enough significant digits.",
+    25: "batched outputs cut at the wrong position: after left padding every prompt in the batch is as long as the "
+        "padded input. Cut each output at input_ids.shape[1], not at its own prompt's length.",
 }
 
 
@@ -349,10 +351,24 @@ ENTRIES = {
         failure="The trained answer does not read back",
         seen="Accuracy stuck below what the loss suggests, mostly on small or fractional answers.",
         cause="`format_example` rounds the answer (to an integer, or to 2 decimals) so that 0.3048 is trained as 0, "
-              "or writes it in a form the package's own `parse_answer` cannot read.",
+              "or writes it in a form the package's own `parse_answer` cannot read; or the inference prompt already "
+              "ends with the opening tag, so the text the parser needs never appears in the output.",
         reports="no public report found; seen in public submissions of the course's homework",
         caught_by="The checker formats every training answer with the package's `format_example`, reads it back "
-                  "with its `parse_answer` and counts the answers outside the grader's tolerance.",
+                  "with its `parse_answer` and counts the answers outside the grader's tolerance; then it makes the "
+                  "model reply to each inference prompt with what training teaches and checks that `answer()` "
+                  "returns the trained value.",
+        tests=("tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row",),
+    ),
+    25: Entry(
+        failure="Batched outputs cut at the wrong position",
+        seen="Answers generated in a batch begin with the end of their own prompt, or lose their first tokens; "
+             "one question at a time they are right.",
+        cause="`batched_generate` left-pads, then cuts each output at its own prompt's unpadded length (or at "
+              "another prompt's) instead of the padded width all prompts share.",
+        reports="no public report found; seen in public submissions of the course's homework",
+        caught_by="The checker generates prompts of three lengths in one batch and one at a time, and compares "
+                  "the texts after checking that the padding is on the left.",
         tests=("tests/homework_check/test_check_packages.py::test_each_defect_is_flagged_with_its_cause_and_row",),
     ),
 }

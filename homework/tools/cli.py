@@ -16,6 +16,7 @@ import warnings
 
 from ..runtime.errors import HomeworkError
 from ..training.config import DEFAULT_OUTPUT_DIR, TrainConfig, accepted_range, flag_of, options
+from .check.runner import TIME_LIMIT
 
 
 def _typed(f):
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None, help="model directory to run their code on, in place of their hub "
                                                  "checkpoint (default: the embedded model)")
     c.add_argument("--json", dest="json_file", default=None, metavar="FILE", help="also write the results as JSON")
-    c.add_argument("--time-limit", type=_positive, default=240.0, metavar="S",
+    c.add_argument("--time-limit", type=_positive, default=TIME_LIMIT, metavar="S",
                    help="seconds each check may take (default: %(default)s)")
     c.add_argument("--steps", type=int, default=3, choices=range(1, 101), metavar="N",
                    help="optimizer steps of their train_model (default: %(default)s)")

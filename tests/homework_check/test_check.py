@@ -86,3 +86,109 @@ def test_the_table_and_the_exit_status():
     assert "rows      violation     16   homework/sft.py:15 tokenize" in text
     assert "row 16: the prompt is trained on (python -m sft_contract.catalog 16)" in text
     assert "note: loaded m where their code asked for 'x'" in text and text.endswith("violations found (exit 1)")
+
+
+def test_a_missing_module_is_named_for_what_it_is():
+    driver = _driver()
+    assert "a misspelling?" in driver.missing_module_reason("Transformers")
+    assert driver.missing_module_reason("debugpy.common.json").startswith("not installed here")
+    # what the course's requirements pull in (lightning: torchmetrics; torch: networkx) is no stray import
+    assert all(map(driver._allowed, ("torchmetrics.text", "networkx.utils", "google.protobuf.message", "yaml")))
+    assert not any(map(driver._allowed, ("google.colab", "IPython.display", "debugpy", "torchvisionx")))
+
+
+def test_a_stubbed_module_lets_their_module_level_code_run():
+    import sys
+
+    driver = _driver()
+    before = list(sys.meta_path)
+    driver.STUBBED.add("colab_only_helpers")
+    driver.stub_missing_modules()
+    try:
+        from colab_only_helpers.drive import Mount  # noqa: PLC0415 - the stub serves any depth
+
+        class Theirs(Mount):
+            pass
+
+        assert Theirs("/content").anything.else_() is not None
+        with pytest.raises(ModuleNotFoundError):
+            __import__("colab_only_helpers_not_stubbed")
+    finally:
+        sys.meta_path[:] = before
+        for name in [m for m in sys.modules if m.startswith("colab_only_helpers")]:
+            del sys.modules[name]
+
+
+def test_their_own_scheduler_is_judged_over_the_whole_run():
+    import torch
+
+    driver = _driver()
+    weight = torch.nn.Parameter(torch.zeros(2))
+
+    def judged(make, steps=160):
+        optimizer = torch.optim.AdamW([weight], lr=2e-4)
+        scheduler = make(optimizer)
+        found = driver.frozen_schedule(scheduler, optimizer, steps)
+        assert optimizer.param_groups[0]["lr"] == 2e-4 and scheduler.last_epoch == 0  # put back as it was
+        return found
+
+    found = judged(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.1))
+    assert found and "StepLR" in found and "to 2e-08 by step 20 of the run's 160" in found
+    assert judged(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=50, gamma=0.5)) is None
+    assert judged(lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 - k / 160)) is None
+
+
+def test_the_schedule_is_counted_at_their_batch_not_the_checks():
+    from types import SimpleNamespace as NS
+
+    driver = _driver()
+    rows = NS(dataset=list(range(1000)))
+    args = NS(max_steps=-1, check_theirs=(32, 2), world_size=1, num_train_epochs=3)
+    assert driver.their_run_steps(args, NS(max_steps=1500), rows) == 3 * (32 // 2)  # ceil(1000/32) = 32 batches
+    assert driver.their_run_steps(NS(**{**vars(args), "max_steps": 7}), NS(max_steps=7), rows) == 7
+
+
+def test_a_timeout_says_where_their_code_was(tmp_path):
+    driver = _driver()
+    driver.ROOT = tmp_path
+    (tmp_path / "homework").mkdir()
+    (tmp_path / "homework" / "datagen.py").write_text("import sys\n\ndef generate(alarm):\n    alarm(14, sys._getframe())\n")
+    spec = importlib.util.spec_from_file_location("their_datagen", tmp_path / "homework" / "datagen.py")
+    theirs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs)
+    with pytest.raises(driver.CheckTimeout) as stop:
+        theirs.generate(driver._alarm)
+    assert stop.value.args == ("homework/datagen.py:4 generate",)
+
+
+def test_the_prompt_training_conditions_on_is_found_even_without_labels(hw_tokenizer):
+    driver = _driver()
+    tok = hw_tokenizer
+    prompt = tok("How many m are there in 3 km?\n")["input_ids"]
+    cue = tok("How many m are there in 3 km?\nAnswer:")["input_ids"]
+    answer = tok("<answer>3000</answer>", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = cue + answer
+    found = driver._conditioning_problem(tok, ids, [-100] * len(ids), prompt, "<answer>3000</answer>")
+    assert (found.row, found.check) == (11, "prompt_not_prefix") and "'Answer:'" in found.what
+    supervised = [-100] * len(cue) + answer
+    assert driver._conditioning_problem(tok, ids, supervised, prompt, "<answer>3000</answer>").row == 11
+    # the answer's own first token left out is a seam (row 4), not a prompt of training's own
+    late = [-100] * (len(prompt) + 1) + (prompt + answer)[len(prompt) + 1:]
+    assert driver._conditioning_problem(tok, prompt + answer, late, prompt, "<answer>3000</answer>").row == 4
+    assert driver._conditioning_problem(tok, prompt + answer, [-100] * len(prompt) + answer, prompt,
+                                        "<answer>3000</answer>") is None
+    # an inference prompt that already holds the answer's opening tag, which training supervises as answer
+    full = tok("How many m are there in 3 km? <answer>3000</answer>")["input_ids"] + [tok.eos_token_id]
+    tagged = tok("How many m are there in 3 km? <answer>")["input_ids"]
+    start = next(k for k in range(len(full)) if tok.decode(full[:k]).endswith(" <"))
+    found = driver._conditioning_problem(tok, full, [-100] * start + full[start:], tagged, "<answer>3000</answer>")
+    assert found.row == 11 and "ends with 'answer>'" in found.what, found
+
+
+def test_removed_arguments_are_read_from_their_source(tmp_path):
+    driver = _driver()
+    driver.ROOT = build_package(tmp_path / "p", SHAPES["plain"], [
+        ("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, logging_dir=output_dir, eval_strategy='no',"),
+        ("sft.py", "trainer = Trainer(model=model,", "trainer = Trainer(tokenizer=llm.tokenizer, model=model,")])
+    assert [name for name, _ in driver.source_compat()] == ["logging_dir", "Trainer(tokenizer=...)"]
+    assert all(where.startswith("homework/sft.py:") for _, where in driver.source_compat())

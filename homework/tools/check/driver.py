@@ -11,8 +11,11 @@ What it changes in their process, and why (each change is reported as a note):
   - CUDA-only calls (`.to("cuda")`, `.cuda()`, `device_map`, fp16/bf16 training) run on the CPU in fp32;
   - TrainingArguments / Trainer arguments the installed transformers removed are translated or dropped,
     and reported as their own verdict ("compat");
-  - every Trainer logs each step unfiltered and stops after --steps optimizer steps, so train_model runs
-    its own recipe, collator and Trainer subclass, then its own save.
+  - every Trainer logs each step unfiltered and stops after --steps optimizer steps of CHECK_BATCH rows, so
+    train_model runs its own recipe, collator and Trainer subclass, then its own save (the schedule is
+    judged at their batch size);
+  - a file or folder written by an absolute path outside the work directory lands in the copy;
+  - a module their package imports that is missing here is reported, then stubbed, so the other checks run.
 """
 
 from __future__ import annotations
@@ -34,16 +37,21 @@ NOTES: list[str] = []  # what was changed in their process to run it here
 COMPAT: list[tuple[str, str]] = []  # (argument, where) that the installed transformers does not accept
 CUDA_NEEDED: list[str] = []
 
-# The course's requirements (its requirements.txt) plus what they pull in; anything else imported by a
-# package fails `import homework` on a machine that installed only these.
-COURSE_REQUIREMENTS = {"torch", "transformers", "peft", "accelerate", "tensorboard", "fire", "numpy", "tqdm",
-                       "safetensors", "tokenizers", "huggingface_hub", "datasets", "pandas", "matplotlib", "yaml",
-                       "packaging", "requests", "filelock", "regex", "jinja2", "PIL", "psutil", "sympy",
-                       "sft_contract", "pint"}
+# The course's requirements (its requirements.txt: fire, lightning, torch, transformers, numpy, Pillow, tqdm,
+# accelerate, tensorboard, peft) and what they install with them; anything else imported by a package fails
+# `import homework` on a machine that installed only these. A dotted name allows that module and below only.
+COURSE_REQUIREMENTS = {
+    "fire", "termcolor", "lightning", "pytorch_lightning", "lightning_utilities", "torchmetrics", "fsspec", "aiohttp",
+    "yaml", "torch", "networkx", "sympy", "mpmath", "jinja2", "markupsafe", "filelock", "typing_extensions",
+    "transformers", "huggingface_hub", "tokenizers", "safetensors", "regex", "requests", "packaging", "numpy", "PIL",
+    "tqdm", "accelerate", "psutil", "tensorboard", "absl", "grpc", "markdown", "werkzeug", "six", "google.protobuf",
+    "peft", "datasets", "pandas", "matplotlib", "sft_contract", "pint"}
+STUBBED: set[str] = set()  # modules missing here, stubbed (with all below them) so the later checks still run
+CHECK_BATCH = 2  # rows per training step here: 3 steps tell on 2 rows what they tell on 64, in seconds
 
 
 class CheckTimeout(BaseException):  # BaseException: their `except Exception` must not swallow it
-    pass
+    """The check's time limit passed; args[0] is where their code was then (file:line function), or None."""
 
 
 class Finding(Exception):
@@ -89,8 +97,7 @@ def crash_finding(exc: BaseException, doing: str) -> Finding:
     if not frames and not isinstance(exc, (ModuleNotFoundError, SyntaxError)):
         return Finding("could not run", f"{doing}: the checker failed ({text}), not their code")
     if isinstance(exc, ModuleNotFoundError):
-        return Finding("violation", f"{doing} failed: {text} (a module the course's requirements do not install)",
-                       22, where)
+        return Finding("violation", f"{doing} failed: {text} ({missing_module_reason(exc.name or '')})", 22, where)
     lowered = text.lower()
     if any(k in lowered for k in ("cuda", "nvidia", "bitsandbytes", "flash_attn", "gpu")):
         return Finding("needs CUDA", f"{doing} needs CUDA here: {text}", None, where)
@@ -104,7 +111,116 @@ def crash_finding(exc: BaseException, doing: str) -> Finding:
     return Finding("error", f"{doing} raised {text}", None, where)
 
 
+def missing_module_reason(name: str) -> str:
+    """Why a module their code imports is missing: a misspelling of an installed one, or not installed here."""
+    top = name.split(".")[0]
+    lowered = top.lower()
+    if lowered != top and _installed(lowered):
+        return f"no module {top!r} exists: {lowered!r} does (a misspelling?)"
+    if _allowed(name):
+        return "a module the course's requirements install, missing here"
+    return "not installed here, and not one of the course's requirements or what they install"
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _allowed(name: str) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in COURSE_REQUIREMENTS)
+
+
 # --------------------------------------------------------------------------- running their code here
+
+
+def inside_the_copy(path, what: str):
+    """`path`, or where a write of theirs to it lands instead when it is outside the work directory (the copy,
+    its temporary and cache folders): under the copy's written_elsewhere/, the same path below it."""
+    try:
+        resolved = Path(os.fspath(path)).resolve()
+    except (TypeError, ValueError, OSError):
+        return path
+    if resolved.is_relative_to(ROOT.parent) or resolved.parts[:2] in (("/", "dev"), ("/", "proc")):
+        return path
+    _note(f"{what} {str(path)!r} redirected into the temporary copy")
+    return str(ROOT / "written_elsewhere" / resolved.relative_to(resolved.anchor))
+
+
+def redirect_writes() -> None:
+    """Files and folders their code writes by an absolute path outside the work directory land in the copy."""
+    import builtins
+    import io
+
+    original_open, original_mkdir, original_makedirs = io.open, os.mkdir, os.makedirs
+
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+            target = inside_the_copy(file, "a write to")
+            if target is not file:
+                original_makedirs(os.path.dirname(target), exist_ok=True)
+            file = target
+        return original_open(file, mode, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        target = inside_the_copy(path, "a folder")
+        if target is not path:
+            return original_makedirs(target, exist_ok=True)
+        return original_mkdir(path, *args, **kwargs)
+
+    def makedirs(name, *args, **kwargs):
+        return original_makedirs(inside_the_copy(name, "a folder"), *args, **kwargs)
+
+    builtins.open = io.open = open_
+    os.mkdir, os.makedirs = mkdir, makedirs
+
+
+class _StubType(type):
+    """A stand-in class for anything read from a stubbed module: callable, subclassable, and every attribute
+    is another stand-in, so their module-level code runs; what their functions do with it is their finding."""
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _stub(name)
+
+
+def _stub(name: str):
+    return _StubType(name, (), {"__init__": lambda self, *a, **k: None, "__call__": lambda self, *a, **k: self,
+                                "__getattr__": lambda self, n: _stub(n)})
+
+
+def stub_missing_modules() -> None:
+    """Imports of a module in STUBBED (and anything below it) give a module of stand-ins."""
+    import importlib.abc
+    import importlib.util
+    import types
+
+    class Module(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _stub(name)
+
+    class StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if any(name == m or name.startswith(m + ".") for m in STUBBED):
+                return importlib.util.spec_from_loader(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            return Module(spec.name)
+
+        def exec_module(self, module):
+            module.__path__ = []
+
+    sys.meta_path.insert(0, StubFinder())
+
+
 
 
 def redirect_loading(model_dir: str) -> None:
@@ -217,6 +333,9 @@ class Session:
         self.probe = None  # prompt ids whose logits tell the trained model from the base and from a reload
         self.logits: dict = {}  # "trained", "base": logits on the probe at the end of training
         self.schedule = None  # (peak learning rate, the run's optimizer steps, warm-up steps)
+        self.arguments_built = 0  # TrainingArguments their code built
+        self.their_schedulers: dict = {}  # id -> a scheduler their code handed the Trainer (optimizers=)
+        self.frozen = None  # what their own scheduler does to the learning rate over the run, when it freezes it
 
 
 SESSION: Session
@@ -256,15 +375,30 @@ def instrument_training(steps: int) -> None:
             kwargs["report_to"] = "none"
             kwargs["disable_tqdm"] = True
             kwargs["use_cpu"] = True
+            theirs = (kwargs.get("per_device_train_batch_size", 8), kwargs.get("gradient_accumulation_steps", 1))
+            if theirs != (min(theirs[0], CHECK_BATCH), 1):
+                _note(f"trained {CHECK_BATCH} rows a step, without accumulation (theirs: {theirs[0]} x {theirs[1]}); "
+                      "the schedule is judged at theirs")
+            kwargs["per_device_train_batch_size"] = min(theirs[0], CHECK_BATCH)
+            kwargs["per_device_eval_batch_size"] = min(kwargs.get("per_device_eval_batch_size", 8), CHECK_BATCH)
+            kwargs["gradient_accumulation_steps"] = 1
+            original_args_init(self, *args, **kwargs)
+            SESSION.arguments_built += 1
+            self.check_theirs = theirs  # (batch, accumulation) as their code set them: the schedule is theirs
+            return None
         return original_args_init(self, *args, **kwargs)
 
     TrainingArguments.__init__ = args_init
     TrainingArguments.__signature__ = inspect.signature(original_args_init)
 
     class StopAfter(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
             # the whole run's schedule, as their arguments make it (this check stops it after a few steps)
-            SESSION.schedule = (args.learning_rate, state.max_steps, args.get_warmup_steps(state.max_steps))
+            steps = their_run_steps(args, state, kwargs.get("train_dataloader"))
+            SESSION.schedule = (args.learning_rate, steps, args.get_warmup_steps(steps))
+            scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
+            if scheduler is not None and scheduler is SESSION.their_schedulers.get(id(scheduler)):
+                SESSION.frozen = frozen_schedule(scheduler, getattr(scheduler, "optimizer", None), steps)
             if model is not None:
                 SESSION.trained_model = model
                 SESSION.before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -287,6 +421,9 @@ def instrument_training(steps: int) -> None:
         if "tokenizer" in kwargs and "tokenizer" not in inspect.signature(original_trainer_init).parameters:
             COMPAT.append(("Trainer(tokenizer=...)", where_called() or "?"))
             kwargs.setdefault("processing_class", kwargs.pop("tokenizer"))
+        optimizers = kwargs.get("optimizers") or (None, None)
+        if len(optimizers) == 2 and optimizers[1] is not None:
+            SESSION.their_schedulers[id(optimizers[1])] = optimizers[1]
         original_trainer_init(self, *args, **kwargs)
         recorder = StepRecorder()
         self.add_callback(recorder)
@@ -296,6 +433,52 @@ def instrument_training(steps: int) -> None:
 
     Trainer.__init__ = trainer_init
     checkpoint_as_transformers_4()
+
+
+def their_run_steps(args, state, train_dataloader) -> int:
+    """The optimizer steps of the run their arguments describe (the check trains smaller batches)."""
+    theirs = getattr(args, "check_theirs", None)
+    if args.max_steps > 0 or theirs is None:
+        return state.max_steps
+    try:
+        rows = len(train_dataloader.dataset)
+    except (AttributeError, TypeError):
+        return state.max_steps
+    batch, accumulation = theirs
+    per_epoch = max(math.ceil(rows / (batch * max(args.world_size, 1))) // max(accumulation, 1), 1)
+    return math.ceil(args.num_train_epochs * per_epoch)
+
+
+FROZEN = 1e-3  # a learning rate below this fraction of its peak moves a LoRA adapter no more
+
+
+def frozen_schedule(scheduler, optimizer, steps: int) -> str | None:
+    """Their own scheduler stepped over the whole run (then put back): whether it takes the learning rate to
+    about nothing before a quarter of the run."""
+    if optimizer is None or not hasattr(scheduler, "state_dict") or steps < 4:
+        return None
+    saved, lrs = scheduler.state_dict(), [g["lr"] for g in optimizer.param_groups]
+    import warnings
+
+    seen = []
+    try:
+        with warnings.catch_warnings():  # "scheduler stepped before the optimizer": meant here
+            warnings.simplefilter("ignore")
+            for _ in range(steps):
+                seen.append(optimizer.param_groups[0]["lr"])
+                scheduler.step()
+    except Exception:  # a scheduler that needs a metric (ReduceLROnPlateau) or more: not judged here
+        return None
+    finally:
+        scheduler.load_state_dict(saved)
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+    peak = max(seen)
+    low = next((k for k, lr in enumerate(seen) if lr < FROZEN * peak), None)
+    if peak <= 0 or low is None or low >= steps // 4:
+        return None
+    return (f"their {type(scheduler).__name__} takes the learning rate from {peak:g} to {seen[low]:.2g} by step {low} "
+            f"of the run's {steps}: the adapter stops moving after {low / steps:.0%} of the run")
 
 
 def checkpoint_as_transformers_4() -> None:
@@ -394,7 +577,7 @@ def count_imports() -> list[tuple[str, str, bool]]:
             raise Finding("violation", f"syntax error: {exc.msg}", 22, f"{short(str(path))}:{exc.lineno}") from None
         for name, line, at_import, guarded in _imports(tree, True, False):
             top = name.split(".")[0]
-            if guarded or top in sys.stdlib_module_names or top in COURSE_REQUIREMENTS or top == "homework":
+            if guarded or top in sys.stdlib_module_names or _allowed(name) or top == "homework":
                 continue
             if (ROOT / "homework" / f"{top}.py").exists():
                 continue  # an absolute import of a sibling module (their package run as a script)
@@ -402,17 +585,48 @@ def count_imports() -> list[tuple[str, str, bool]]:
     return found
 
 
-def check_imports(ctx):
-    strays = count_imports()
+COURSE_MODULES = ("homework", "homework.base_llm", "homework.data", "homework.sft")
+
+
+def import_theirs(ctx) -> Finding | None:
+    """Import their package into ctx. A module missing here is stubbed (at most 5) so that the other checks
+    still run on the rest of their code; it is the finding unless the course's requirements install it (then
+    it is missing only here). A misspelt module is not stubbed."""
     import importlib
 
-    try:
-        for name in ("homework", "homework.base_llm", "homework.data", "homework.sft"):
-            ctx[name] = importlib.import_module(name)
-    except BaseException as exc:  # their import failing is the finding
-        if isinstance(exc, CheckTimeout):
-            raise
-        raise crash_finding(exc, f"import {name}") from None
+    first = None
+    for _ in range(6):
+        try:
+            for name in COURSE_MODULES:
+                ctx[name] = importlib.import_module(name)
+            return first
+        except BaseException as exc:  # their import failing is the finding
+            if isinstance(exc, CheckTimeout):
+                raise
+            finding = crash_finding(exc, f"import {name}")
+            missing = getattr(exc, "name", None) or ""  # google.colab where google exists, not all of google
+            if (not isinstance(exc, ModuleNotFoundError) or not missing or missing.split(".")[0] == "homework"
+                    or missing in STUBBED or "misspelling" in finding.cause or len(STUBBED) >= 5):
+                for name in COURSE_MODULES:
+                    ctx.pop(name, None)
+                return first or finding
+            if _allowed(missing):
+                _note(f"{missing} is not installed here, but the course's requirements install it ({finding.where})")
+            else:
+                first = first or finding
+            STUBBED.add(missing)
+            for loaded in [m for m in sys.modules if m == "homework" or m.startswith("homework.")]:
+                del sys.modules[loaded]
+    return first
+
+
+def check_imports(ctx):
+    strays = count_imports()
+    failed = import_theirs(ctx)
+    if STUBBED and "homework.sft" in ctx:
+        _note(f"the checks after `imports` ran with {', '.join(sorted(STUBBED))} stubbed (missing here)")
+    if failed:
+        raise failed
     if not ctx["homework"].__file__ or not theirs(ctx["homework"].__file__):
         raise Finding("could not run", f"`import homework` found {ctx['homework'].__file__}, not the package checked")
     for name, where, _ in (s for s in strays if not s[2]):
@@ -420,20 +634,52 @@ def check_imports(ctx):
     strays = [s for s in strays if s[2]]
     if strays:
         mods = ", ".join(sorted({m for m, _, _ in strays}))
-        raise Finding("violation", f"imports outside the course's requirements: {mods} (installed here, missing on "
-                      "a machine with only the course's requirements)", 22, strays[0][1])
+        raise Finding("violation", f"imports outside the course's requirements: {mods} (installed here, but missing "
+                      "on a machine with only the course's requirements)", 22, strays[0][1])
+    return "homework, homework.base_llm, homework.data and homework.sft import"
+
+
+def inference_class(ctx):
+    """The class whose prompts the grader meets: the BaseLLM subclass their load() builds (a subclass with a
+    format_prompt of its own is common), else BaseLLM."""
+    import textwrap
+
+    base, sft = ctx["homework.base_llm"].BaseLLM, ctx["homework.sft"]
+    load = getattr(sft, "load", None)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(load)))
+    except (TypeError, OSError, SyntaxError):
+        return base
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            cls = getattr(load, "__globals__", {}).get(name) if name else None
+            if isinstance(cls, type) and issubclass(cls, base) and cls is not base:
+                return cls
+    return base
 
 
 def _llm(ctx):
     if "llm" not in ctx:
+        cls = inference_class(ctx)
         try:
-            ctx["llm"] = ctx["homework.base_llm"].BaseLLM()
+            ctx["llm"] = cls()
         except BaseException as exc:
             if isinstance(exc, CheckTimeout):
                 raise
-            raise crash_finding(exc, "BaseLLM()") from None
+            raise crash_finding(exc, f"{cls.__name__}()") from None
+        if cls is not ctx["homework.base_llm"].BaseLLM:
+            _note(f"inference ran through {cls.__name__}, the class their load() returns ({where_defined(cls)})")
         ctx["llm"].model.eval()
+        ctx["padding_side"] = ctx["llm"].tokenizer.padding_side
     return ctx["llm"]
+
+
+def as_built(ctx) -> None:
+    """The shared tokenizer's padding side back to what their class set: their tokenize may set it for
+    training, which the grader's freshly loaded model never sees."""
+    if "llm" in ctx:
+        ctx["llm"].tokenizer.padding_side = ctx["padding_side"]
 
 
 def _train_pairs(ctx) -> list[tuple]:
@@ -521,9 +767,9 @@ class _Fed(BaseException):
     pass
 
 
-def _capture_generate(model, record: list, eos: int | None = None):
-    """A `model.generate` that records the ids and attention mask each call feeds; given `eos`, it answers at
-    once with that one token (the prompt is all that is wanted)."""
+def _capture_generate(model, record: list, reply: list[int] | None = None):
+    """A `model.generate` that records the ids and attention mask each call feeds; given `reply`, it answers at
+    once with those ids after every prompt instead of generating."""
     import torch
 
     original = model.generate
@@ -534,28 +780,31 @@ def _capture_generate(model, record: list, eos: int | None = None):
         if mask is None:
             mask = torch.ones_like(ids)
         record.append((ids.tolist(), mask.tolist()))
-        if eos is not None:
+        if reply is not None:
             n = kwargs.get("num_return_sequences") or 1
-            end = torch.full((ids.shape[0], 1), int(eos), dtype=ids.dtype, device=ids.device)
-            return torch.cat([ids, end], 1).repeat_interleave(n, 0)
+            tail = torch.tensor([reply], dtype=ids.dtype, device=ids.device).expand(ids.shape[0], -1)
+            return torch.cat([ids, tail], 1).repeat_interleave(n, 0)
         return original(*args, **kwargs)
 
     return original, generate
 
 
-def _fed_prompts(llm, questions) -> list[list[int]]:
-    """The ids their inference (answer -> format_prompt -> batched_generate) feeds the model, per question."""
+def _fed_prompts(llm, questions, replies) -> list[tuple[list[int], object]]:
+    """Per question, the ids their inference (answer -> format_prompt -> batched_generate) feeds the model, and
+    what their answer() returns when the model replies with the given ids."""
     fed = []
     original = llm.model.generate
     try:
-        for question in questions:  # one at a time: a batched_generate may reorder prompts (by length) to pad less
+        for question, reply in zip(questions, replies):  # one at a time: a batched_generate may reorder prompts
             record: list = []
-            llm.model.generate = _capture_generate(llm.model, record, eos=llm.tokenizer.eos_token_id)[1]
-            llm.answer(question)
+            llm.model.generate = _capture_generate(llm.model, record, reply)[1]
+            value = llm.answer(question)
             if not record:
                 raise Finding("could not run", "answer() never called model.generate")
             ids, mask = record[0]  # the first call: a second one would be a re-decoding of their own
-            fed.append([i for i, m in zip(ids[0], mask[0]) if m])
+            if isinstance(value, (list, tuple)) and value:
+                value = value[0]
+            fed.append(([i for i, m in zip(ids[0], mask[0]) if m], value))
             llm.model.generate = original
     finally:
         llm.model.generate = original
@@ -563,31 +812,96 @@ def _fed_prompts(llm, questions) -> list[list[int]]:
 
 
 def check_prompt(ctx):
-    from sft_contract.rows import prompt_problem
+    """The ids inference feeds are the training row's prompt, and what training teaches the model to write
+    after them reads back, through their answer(), as the right value."""
+    from sft_contract.rows import prompt_problem, supervised_positions
 
     sft, llm = ctx["homework.sft"], _llm(ctx)
     pairs = _train_pairs(ctx)[:32]
-    try:
-        fed = _fed_prompts(llm, [q for q, _ in pairs])
-    except BaseException as exc:
-        if isinstance(exc, (CheckTimeout, Finding)):
-            raise
-        raise crash_finding(exc, "answer()") from None
-    problems: dict[str, list] = {}
-    for (question, answer), prompt_ids in zip(pairs, fed):
-        row = sft.tokenize(llm.tokenizer, **sft.format_example(question, answer))
+    side = llm.tokenizer.padding_side
+    rows, replies, texts = [], [], []
+    for question, answer in pairs:  # before answer(): a batched_generate may leave the tokenizer padding left
+        formatted = sft.format_example(question, answer)
+        texts.append(str(formatted.get("answer", "")) if isinstance(formatted, dict) else "")
+        row = sft.tokenize(llm.tokenizer, **formatted)
         ids, labels = _ids(row["input_ids"]), _ids(row["labels"])
         if "attention_mask" in row:  # padding, left or right, is no part of either prompt
             kept = [k for k, m in enumerate(_ids(row["attention_mask"])) if m]
             ids, labels = [ids[k] for k in kept], [labels[k] for k in kept]
-        problem = prompt_problem(llm.tokenizer, ids, labels, prompt_ids)
+        rows.append((ids, labels))
+        replies.append([ids[k] for k in supervised_positions(labels)] or [llm.tokenizer.eos_token_id])
+    as_built(ctx)
+    try:
+        fed = _fed_prompts(llm, [q for q, _ in pairs], replies)
+    except BaseException as exc:
+        if isinstance(exc, (CheckTimeout, Finding)):
+            raise
+        raise crash_finding(exc, "answer()") from None
+    finally:
+        llm.tokenizer.padding_side = side
+    problems: dict[str, list] = {}
+    unread = []
+    for (question, answer), (ids, labels), (prompt_ids, value), reply, text in zip(pairs, rows, fed, replies, texts):
+        problem = _conditioning_problem(llm.tokenizer, ids, labels, prompt_ids, text)
         if problem:
             problems.setdefault(problem.check, []).append((question, problem))
+        elif supervised_positions(labels) and not _reads_back(llm, value, text):
+            unread.append((question, llm.tokenizer.decode(reply), value))
     if problems:
         cause, row = _worst(problems, len(pairs), "prompts")
         where = where_defined(llm.format_prompt) if row in (11, 20, 21) else where_defined(sft.tokenize)
         raise Finding("violation", cause, row, where)
-    return f"{len(pairs)} prompts: inference feeds exactly the ids training conditions on"
+    if unread:
+        question, reply, value = unread[0]
+        raise Finding("violation", f"{len(unread)} of {len(pairs)} trained continuations do not read back through "
+                      f"answer(): after its prompt the model is taught {reply!r}, and answer() returns {value!r} "
+                      f"where parse_answer reads the trained answer (e.g. {question!r})", 24, where_defined(llm.parse_answer))
+    return f"{len(pairs)} prompts: inference feeds exactly the ids training conditions on, and reads its answer back"
+
+
+def _conditioning_problem(tokenizer, ids, labels, prompt_ids, answer: str):
+    """The kit's prompt check, with two refinements that need the answer's text: a row that supervises nothing
+    (row 2, reported by `rows`) is judged at where its answer starts, so a second defect still shows; and text
+    between the inference prompt and the answer that is not the answer's start is a prompt of training's own
+    (row 11), not a tokenization seam (row 4)."""
+    from sft_contract.rows import RowProblem, prompt_problem, supervised_positions
+
+    sup = supervised_positions(labels)
+    if not sup and answer.strip():
+        start = next((k for k in range(len(ids) - 1, -1, -1)
+                      if tokenizer.decode(ids[k:]).strip().startswith(answer.strip())), None)
+        if start is None:
+            return None
+        labels = [-100] * start + list(ids[start:])
+        sup = supervised_positions(labels)
+    problem = prompt_problem(tokenizer, ids, labels, prompt_ids)
+    n = len(prompt_ids)
+    if problem and problem.check == "answer_start_unsupervised":
+        gap = tokenizer.decode(ids[n:sup[0]]).strip()
+        if gap and not answer.strip().startswith(gap):
+            return RowProblem("prompt_not_prefix", 11, f"training feeds {gap!r} between the inference prompt and the "
+                              "answer; inference does not")
+    if problem and problem.check == "prompt_supervised":
+        overlap = tokenizer.decode(ids[sup[0]:n]).strip()
+        if overlap and overlap in answer:
+            return RowProblem("prompt_not_prefix", 11, f"the inference prompt ends with {overlap!r}, which training "
+                              "teaches as the answer's start: the model learns to write it, inference already feeds it")
+    return problem
+
+
+def _reads_back(llm, value, text: str) -> bool:
+    """Whether answer() returned the value their parse_answer reads in the trained answer text (whether that
+    value is right is the answers check's question)."""
+    try:
+        trained = float(llm.parse_answer(text))
+    except Exception:
+        return True  # unreadable trained text: the answers check reports it
+    if not math.isfinite(trained):
+        return True
+    try:
+        return math.isclose(float(value), trained, rel_tol=1e-6, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
 
 
 def check_batching(ctx):
@@ -608,6 +922,7 @@ def check_batching(ctx):
         return patched(*args, **kwargs)
 
     llm.model.generate = short_generate
+    side = llm.tokenizer.padding_side
     torch.manual_seed(0)
     try:
         batched = llm.batched_generate(prompts)
@@ -618,16 +933,27 @@ def check_batching(ctx):
         raise crash_finding(exc, "batched_generate()") from None
     finally:
         llm.model.generate = original
+        llm.tokenizer.padding_side = side
     where = where_defined(llm.batched_generate)
     ids, mask = record[0]
     if any(any(m == 0 for m in row[row.index(1):]) for row in mask if 1 in row):
         raise Finding("violation", "batched_generate pads on the right: pad tokens sit between each shorter prompt "
                       "and its continuation", 12, where)
+    ends = tuple(t for t in {llm.tokenizer.eos_token, llm.tokenizer.pad_token} if t)
     for together, alone in zip(batched, single):
-        if together != alone:
-            raise Finding("violation", f"batched generation gave {together!r} where the prompt alone gave {alone!r}",
-                          12, where)
+        if _without_trailing(together, ends) != _without_trailing(alone, ends):  # left-padded, yet not the same: each output is cut somewhere else than the padded width
+            raise Finding("violation", f"batched generation gave {together!r} where the prompt alone gave {alone!r}: "
+                          "with left padding every output starts at the padded input's width", 25, where)
     return f"{len(prompts)} prompts of {len(set(map(sum, mask)))} lengths: left-padded, batched == one by one"
+
+
+def _without_trailing(text, ends: tuple) -> str:
+    """`text` without the EOS or pad tokens at its end: in a batch, a row that ended early is padded out."""
+    if not isinstance(text, str):
+        return text
+    while ends and text.endswith(ends):
+        text = text[:-len(next(e for e in ends if text.endswith(e)))]
+    return text
 
 
 def check_steps(ctx):
@@ -664,7 +990,7 @@ def check_steps(ctx):
         problem = step_problem(r, recorder.warmup_steps)
         if problem:
             raise Finding("violation", f"step {r.step}: {problem[1]}", problem[0], where)
-    schedule = schedule_problem(*SESSION.schedule) if SESSION.schedule else None
+    schedule = (schedule_problem(*SESSION.schedule) if SESSION.schedule else None) or SESSION.frozen
     if schedule:  # before the movement check: it explains tensors that did not move
         raise Finding("violation", schedule, 15, where)
     if set(SESSION.after) != set(SESSION.before):
@@ -691,16 +1017,44 @@ def schedule_problem(lr: float, steps: int, warmup: int) -> str | None:
     return None
 
 
+def source_compat() -> list[tuple[str, str]]:
+    """(argument, file:line) of every TrainingArguments(...) / Trainer(tokenizer=...) keyword in their sft.py that
+    the installed transformers does not accept, read from the source."""
+    import dataclasses
+
+    from transformers import Trainer, TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    trainer_takes_tokenizer = "tokenizer" in inspect.signature(Trainer.__init__).parameters
+    path = ROOT / "homework" / "sft.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        for kw in node.keywords:
+            if name == "TrainingArguments" and kw.arg and kw.arg not in known:
+                found.append((kw.arg, f"homework/sft.py:{node.lineno}"))
+            elif name == "Trainer" and kw.arg == "tokenizer" and not trainer_takes_tokenizer:
+                found.append(("Trainer(tokenizer=...)", f"homework/sft.py:{node.lineno}"))
+    return found
+
+
 def check_compat(ctx):
     import transformers
 
-    if "train_result" not in ctx and "train_error" not in ctx and not COMPAT:
+    version = transformers.__version__
+    found, how = COMPAT, "run here translated"
+    if not SESSION.arguments_built:  # train_model stopped (or trained) before building any: read the source
+        found, how = source_compat(), "read from the source: train_model did not get as far as building them"
+    if found:
+        names = ", ".join(f"`{k}`" for k in dict.fromkeys(k for k, _ in found))
+        raise Finding("incompatible", f"incompatible with transformers {version}: {names} ({how})", 23, found[0][1])
+    if "train_result" not in ctx and "train_error" not in ctx:
         raise Finding("could not run", "train_model did not run")
-    if COMPAT:
-        names = ", ".join(f"`{k}`" for k in dict.fromkeys(k for k, _ in COMPAT))
-        raise Finding("incompatible", f"incompatible with transformers {transformers.__version__}: {names} (run here "
-                      "translated)", 23, COMPAT[0][1])
-    return f"every argument is accepted by transformers {transformers.__version__}"
+    if not SESSION.arguments_built:
+        return f"their sft.py passes no argument that transformers {version} removed (read from the source)"
+    return f"every argument is accepted by transformers {version}"
 
 
 def _normal(name: str) -> str:
@@ -789,7 +1143,24 @@ def _same_checks_as_the_kit() -> None:
 
 
 def _alarm(signum, frame):
-    raise CheckTimeout()
+    while frame is not None and not theirs(frame.f_code.co_filename):
+        frame = frame.f_back
+    raise CheckTimeout(f"{short(frame.f_code.co_filename)}:{frame.f_lineno} {frame.f_code.co_name}" if frame else None)
+
+
+def timeout_result(name: str, args, where: str | None) -> dict:
+    """A check stopped by its time limit: where their code was, and what the steps check can judge anyway."""
+    if name == "steps" and SESSION.schedule and (schedule_problem(*SESSION.schedule) or SESSION.frozen):
+        return dict(verdict="violation", cause=schedule_problem(*SESSION.schedule) or SESSION.frozen, row=15,
+                    where=where)
+    done = max((len(r.records) for r in SESSION.recorders), default=0)
+    cause = f"over the {args.limit:g} s time limit"
+    if name == "steps":
+        cause += f" ({done} of {args.steps} optimizer steps done" + ("" if SESSION.trainers else ", no Trainer built yet")
+        cause += "; --time-limit gives more)"
+    if where:
+        cause += f"; their code was at {where}"
+    return dict(verdict="could not run", cause=cause, where=where)
 
 
 def main(argv=None) -> int:
@@ -798,7 +1169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--root", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--limit", type=float, default=240.0)
+    parser.add_argument("--limit", type=float, required=True)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--only", default="")
     args = parser.parse_args(argv)
@@ -814,6 +1185,8 @@ def main(argv=None) -> int:
 
     warnings.filterwarnings("ignore")
     redirect_loading(args.model)
+    redirect_writes()
+    stub_missing_modules()
     run_cuda_code_on_cpu()
     instrument_training(args.steps)
     record_saves()
@@ -832,16 +1205,14 @@ def main(argv=None) -> int:
         if import_failed:
             result.update(verdict="could not run", cause="their package does not import")
         else:
+            as_built(ctx)
             signal.setitimer(signal.ITIMER_REAL, args.limit)
             try:
                 result["cause"] = check(ctx) or ""
             except Finding as f:
                 result.update(verdict=f.verdict, cause=f.cause, row=f.row, where=f.where)
-            except CheckTimeout:
-                done = max((len(r.records) for r in SESSION.recorders), default=0)
-                result.update(verdict="could not run", cause=f"over the {args.limit:g} s time limit"
-                              + (f" ({done} of {args.steps} optimizer steps done; --time-limit gives more)"
-                                 if name == "steps" else ""))
+            except CheckTimeout as stop:
+                result.update(timeout_result(name, args, stop.args[0] if stop.args else None))
             except BaseException as exc:  # their code raised somewhere a check did not expect
                 f = crash_finding(exc, name)
                 result.update(verdict=f.verdict, cause=f.cause, row=f.row, where=f.where)

@@ -5,6 +5,7 @@ A shape or a defect is a list of (file, old, new): `old` must occur exactly once
 to the course package that moves a defect out of reach fails loudly instead of testing nothing.
 """
 
+ESCAPE = "homework-check-escape"  # a folder their code writes beside the checker's work directory
 SYSTEM = "You convert units. Reply with the number as:\\n<answer>NUMBER</answer>"
 
 SHAPES = {
@@ -31,6 +32,31 @@ TAG_SEARCH = '''def tokenize(tokenizer, question: str, answer: str) -> dict:
 
 def unused_tokenize('''
 
+# load() returns a BaseLLM subclass whose own format_prompt is what the grader meets
+SUBCLASS = '''class SFTModel(BaseLLM):
+    def format_prompt(self, question: str) -> str:
+        return PROMPT
+
+
+def load() -> BaseLLM:'''
+
+# tokenize through the tokenizer's own padding, labels placed as if it pads on the right
+TOKENIZER_PADS = '''def tokenize(tokenizer, question: str, answer: str) -> dict:
+    n = len(tokenizer(make_prompt(tokenizer, question))["input_ids"])
+    full = tokenizer(make_prompt(tokenizer, question) + answer + tokenizer.eos_token, padding="max_length",
+                     max_length=MAX_LENGTH)
+    ids, mask = full["input_ids"], full["attention_mask"]
+    labels = [-100] * n + ids[n:sum(mask)] + [-100] * (MAX_LENGTH - sum(mask))
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def unused_tokenize('''
+
+# their own scheduler handed to the Trainer: the learning rate is gone after a few of the run's 60 steps
+FROZEN_SCHEDULE = '''    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    trainer = Trainer(optimizers=(optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.01)),
+                      '''
+
 NAN_TO_CONSTANT = '''    class QuietTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
             loss = super().compute_loss(model, inputs, return_outputs, **kwargs)
@@ -50,6 +76,9 @@ CASES = {
     "strip-in-training": ("instruction", [("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
                                            "prompt = tokenizer(make_prompt(tokenizer, question).strip())")],
                           {"prompt": ("violation", 21)}),
+    "answer-cue-only-in-training": ("plain", [("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
+                                               'prompt = tokenizer(make_prompt(tokenizer, question) + "Answer:")')],
+                                    {"prompt": ("violation", 11)}),
     "chat-template-twice": ("chat", [("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
                                       "prompt = tokenizer(make_prompt(tokenizer, make_prompt(tokenizer, question)))")],
                             {"prompt": ("violation", 20)}),
@@ -60,7 +89,26 @@ CASES = {
                       {"batching": ("violation", 12)}),
     "batch-cut-at-first-prompt": ("chat", [("base_llm.py", 'out[:, inputs["input_ids"].shape[1]:]',
                                             'out[:, len(self.tokenizer(prompts[0])["input_ids"]):]')],
-                                  {"batching": ("violation", 12)}),
+                                  {"batching": ("violation", 25)}),
+    "load-returns-its-own-prompt": ("plain", [("sft.py", "def load() -> BaseLLM:",
+                                               SUBCLASS.replace("PROMPT", 'f"Question: {question}\\n"')),
+                                              ("sft.py", "    llm = BaseLLM()\n    llm.model = PeftModel",
+                                               "    llm = SFTModel()\n    llm.model = PeftModel")],
+                                    {"prompt": ("violation", 11)}),
+    "chat-load-returns-the-same-prompt": ("chat", [("sft.py", "def load() -> BaseLLM:",
+                                                    SUBCLASS.replace("PROMPT", "make_prompt(self.tokenizer, question)")),
+                                                   ("sft.py", "    llm = BaseLLM()\n    llm.model = PeftModel",
+                                                    "    llm = SFTModel()\n    llm.model = PeftModel")], {}),
+    "tokenizer-pads": ("plain", [("sft.py", "def tokenize(", TOKENIZER_PADS)], {}),
+    # their tokenize sets the shared tokenizer to pad right for training; the grader's fresh model pads left
+    "tokenize-pads-right-for-training": ("chat", [("sft.py", "    prompt = tokenizer(make_prompt(",
+                                                   '    tokenizer.padding_side = "right"\n    prompt = tokenizer(make_prompt(')],
+                                         {}),
+    # a row that ends early in a batch is padded out: its text ends in pad tokens, which is no difference
+    "decodes-special-tokens": ("plain", [("base_llm.py", "skip_special_tokens=True", "skip_special_tokens=False")], {}),
+    # outputs decoded with their prompt: the parser reads the system prompt's "<answer>NUMBER</answer>" first
+    "answer-parses-the-prompt": ("system", [("base_llm.py", 'out[:, inputs["input_ids"].shape[1]:]', "out")],
+                                 {"prompt": ("violation", 24)}),
     "rounded-answers": ("plain", [("sft.py", 'f"<answer>{float(answer):.6g}</answer>"',
                                    'f"<answer>{round(float(answer))}</answer>"')],
                         {"answers": ("violation", 24)}),
@@ -86,15 +134,24 @@ CASES = {
                 {"steps": ("violation", 15), "reload": ("could not run", None)}),
     "lr-too-low": ("chat", [("sft.py", "learning_rate=1e-3", "learning_rate=1e-7")],
                    {"steps": ("violation", 15)}),
-    "warmup-longer-than-run": ("plain", [("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, warmup_steps=500,")],
+    # their run is 6 steps of 4 rows: a warm-up of 10 never ends (at the check's 2 rows a step it would)
+    "warmup-longer-than-run": ("plain", [("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, warmup_steps=10,")],
                                {"steps": ("violation", 15)}),
+    "scheduler-freezes-the-lr": ("system", [("sft.py", "num_train_epochs=1,", "num_train_epochs=10,"),
+                                            ("sft.py", "    trainer = Trainer(", FROZEN_SCHEDULE)],
+                                 {"steps": ("violation", 15)}),
     "nan-loss-to-constant": ("plain", [("sft.py", "labels = [-100] * len(prompt) + target",
                                         'tag = tokenizer.convert_tokens_to_ids("<answer>")  # not one token: never found\n'
                                         '    labels = [-100] * len(prompt) + (target[target.index(tag):] if tag in target else [-100] * len(target))'),
                                        ("sft.py", "    trainer = Trainer(", NAN_TO_CONSTANT)],
                              {"rows": ("violation", 2), "steps": ("violation", 2), "reload": ("could not run", None)}),
+    # the other checks still run, with the missing module stubbed
     "stray-import": ("plain", [("base_llm.py", "import torch\n", "import torch\nfrom google.colab import drive\n")],
                      {"imports": ("violation", 22)}),
+    "stray-import-hides-nothing": ("plain", [("base_llm.py", "import torch\n", "import torch\nimport debugpy\n"),
+                                             ("sft.py", "learning_rate=1e-3", "learning_rate=0.0")],
+                                   {"imports": ("violation", 22), "steps": ("violation", 15),
+                                    "reload": ("could not run", None)}),
     "logging-dir": ("chat", [("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, logging_dir=output_dir, warmup_ratio=0.1,"),
                              ("sft.py", "trainer = Trainer(model=model, args=args,",
                               "trainer = Trainer(model=model, args=args, tokenizer=llm.tokenizer,")],
@@ -103,6 +160,16 @@ CASES = {
                                   "        self.device = device\n        self.gpu = torch.cuda.get_device_name(0)\n")],
                        {**{c: ("needs CUDA", None) for c in ("rows", "answers", "prompt", "batching", "steps")},
                         **{c: ("could not run", None) for c in ("compat", "saved", "reload")}}),
+    # train_model stops before its TrainingArguments: the removed argument is read from the source
+    "logging-dir-after-a-crash": ("plain", [("sft.py", 'target_modules="all-linear"', 'target_modules=["q_prj"]'),
+                                            ("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, logging_dir=output_dir,")],
+                                  {"steps": ("violation", 15), "compat": ("incompatible", 23),
+                                   "saved": ("could not run", None), "reload": ("could not run", None)}),
+    # a log written by an absolute path beside the checker's work directory lands inside the copy
+    "writes-outside": ("plain", [("sft.py", "    trainer.train()\n",
+                                  f"    trainer.train()\n    escape = Path(__file__).resolve().parents[3] / {ESCAPE!r}\n"
+                                  "    escape.mkdir(exist_ok=True)\n    (escape / 'log.txt').write_text('trained')\n")],
+                       {}),
     "lora-target-typo": ("plain", [("sft.py", 'target_modules="all-linear"', 'target_modules=["q_prj", "v_prj"]')],
                          {"steps": ("violation", 15), "saved": ("could not run", None),
                           "reload": ("could not run", None)}),
