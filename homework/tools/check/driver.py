@@ -47,6 +47,7 @@ COURSE_REQUIREMENTS = {
     "tqdm", "accelerate", "psutil", "tensorboard", "absl", "grpc", "markdown", "werkzeug", "six", "google.protobuf",
     "peft", "datasets", "pandas", "matplotlib", "sft_contract", "pint"}
 STUBBED: set[str] = set()  # modules missing here, stubbed (with all below them) so the later checks still run
+DATA_SUBSTITUTED = False  # their data/ was missing: the copy holds this repository's
 CHECK_BATCH = 2  # rows per training step here: 3 steps tell on 2 rows what they tell on 64, in seconds
 
 
@@ -481,6 +482,9 @@ def frozen_schedule(scheduler, optimizer, steps: int) -> str | None:
             f"of the run's {steps}: the adapter stops moving after {low / steps:.0%} of the run")
 
 
+AS_TRANSFORMERS_4 = [True]  # off for a second run, once the first has shown what transformers 4 would do
+
+
 def checkpoint_as_transformers_4() -> None:
     """Gradient checkpointing as transformers 4 ran it: reentrant, and the inputs left frozen unless their code
     calls enable_input_require_grads itself. transformers 5 does both for them, which would hide from the
@@ -494,6 +498,8 @@ def checkpoint_as_transformers_4() -> None:
     original_grads = PreTrainedModel.enable_input_require_grads
 
     def checkpointing(self, activation_checkpointing_kwargs=None, *args, **kwargs):
+        if not AS_TRANSFORMERS_4[0]:
+            return enable(self, activation_checkpointing_kwargs, *args, **kwargs)
         if activation_checkpointing_kwargs is None:
             _note("gradient checkpointing ran reentrant, without making the inputs require grad, as transformers 4 did")
             activation_checkpointing_kwargs = {"use_reentrant": True}
@@ -659,17 +665,49 @@ def inference_class(ctx):
     return base
 
 
+def dry_load(ctx):
+    """What their load() returns before anything is trained (peft's loading of a missing adapter hands back
+    the base model): the object the grader calls answer() on, with whatever load() sets on it. None when
+    load() needs more than that."""
+    from peft import PeftModel
+
+    load = getattr(ctx["homework.sft"], "load", None)
+    if load is None:
+        return None
+    original = PeftModel.__dict__["from_pretrained"]
+
+    def from_pretrained(cls, model, model_id, *args, **kwargs):
+        if (Path(str(model_id)) / "adapter_config.json").is_file():
+            return original.__func__(cls, model, model_id, *args, **kwargs)
+        return model
+
+    PeftModel.from_pretrained = classmethod(from_pretrained)
+    try:
+        llm = load()
+    except BaseException as exc:
+        if isinstance(exc, CheckTimeout):
+            raise
+        return None
+    finally:
+        PeftModel.from_pretrained = original
+    needed = ("tokenizer", "model", "format_prompt", "answer", "batched_generate", "parse_answer")
+    return llm if all(hasattr(llm, a) for a in needed) else None
+
+
 def _llm(ctx):
     if "llm" not in ctx:
-        cls = inference_class(ctx)
-        try:
-            ctx["llm"] = cls()
-        except BaseException as exc:
-            if isinstance(exc, CheckTimeout):
-                raise
-            raise crash_finding(exc, f"{cls.__name__}()") from None
-        if cls is not ctx["homework.base_llm"].BaseLLM:
-            _note(f"inference ran through {cls.__name__}, the class their load() returns ({where_defined(cls)})")
+        llm = dry_load(ctx)
+        if llm is None:
+            cls = inference_class(ctx)
+            try:
+                llm = cls()
+            except BaseException as exc:
+                if isinstance(exc, CheckTimeout):
+                    raise
+                raise crash_finding(exc, f"{cls.__name__}()") from None
+            how = "BaseLLM()" if cls is ctx["homework.base_llm"].BaseLLM else f"{cls.__name__}(), the class load() builds"
+            _note(f"their load() needs a trained adapter: inference checked on {how}")
+        ctx["llm"] = llm
         ctx["llm"].model.eval()
         ctx["padding_side"] = ctx["llm"].tokenizer.padding_side
     return ctx["llm"]
@@ -691,7 +729,107 @@ def _train_pairs(ctx) -> list[tuple]:
 
 
 def _ids(x) -> list[int]:
-    return [int(v) for v in (x.tolist() if hasattr(x, "tolist") else x)]
+    x = x.tolist() if hasattr(x, "tolist") else list(x)
+    if x and isinstance(x[0], list):  # one row of a collated batch
+        x = x[0]
+    return [int(v) for v in x]
+
+
+class Row:
+    """One training row: its question and correct value, its ids, labels and attention mask (None when it
+    has none), and the answer text it should supervise (None when that is not known)."""
+
+    def __init__(self, question, correct, ids, labels, mask, answer):
+        self.question, self.correct, self.ids, self.labels, self.mask, self.answer = \
+            question, correct, ids, labels, mask, answer
+
+    def unpadded(self) -> tuple[list[int], list[int]]:
+        if self.mask is None:
+            return self.ids, self.labels
+        kept = [k for k, m in enumerate(self.mask) if m]
+        return [self.ids[k] for k in kept], [self.labels[k] for k in kept]
+
+
+def _row(question, correct, item, answer) -> Row:
+    mask = _ids(item["attention_mask"]) if "attention_mask" in item else None
+    return Row(question, correct, _ids(item["input_ids"]), _ids(item["labels"]), mask, answer)
+
+
+def course_rows(ctx) -> list[Row]:
+    """train.json through their format_example, tokenize and TokenizedDataset (the course interface)."""
+    if "course_rows" not in ctx:
+        sft, llm = ctx["homework.sft"], _llm(ctx)
+        pairs = _train_pairs(ctx)
+        try:
+            dataset = sft.TokenizedDataset(llm.tokenizer, ctx["dataset"], sft.format_example)
+            ctx["course_rows"] = [_row(q, a, dataset[i], str(sft.format_example(q, a)["answer"]))
+                                  for i, (q, a) in enumerate(pairs)]
+        except BaseException as exc:
+            if isinstance(exc, CheckTimeout):
+                raise
+            ctx["course_rows"] = crash_finding(exc, "tokenizing train.json")
+    return ctx["course_rows"]
+
+
+MAX_TRAINED_ROWS = 2000
+
+
+def trainer_rows(ctx) -> list[Row] | None:
+    """The rows their Trainer trains on: its train_dataset through its data collator, two rows at a time as
+    the steps ran; None when train_model built no Trainer with a data set, or its rows are not the data
+    file's rows in order (row k holds question k)."""
+    if "trainer_rows" in ctx:
+        return ctx["trainer_rows"]
+    ctx["trainer_rows"] = None
+    trainer = next((t for t in reversed(SESSION.trainers) if getattr(t, "train_dataset", None) is not None), None)
+    if trainer is None:
+        return None
+    pairs, tok = _train_pairs(ctx), _llm(ctx).tokenizer
+    try:
+        data, collate = trainer.train_dataset, trainer.data_collator
+        n = min(len(data), len(pairs), MAX_TRAINED_ROWS)
+        rows = []
+        for start in range(0, n, CHECK_BATCH):
+            items = [data[k] for k in range(start, min(start + CHECK_BATCH, n))]
+            batch = collate(items) if collate is not None else items[0]
+            for j in range(len(items)):
+                part = {key: batch[key][j] for key in ("input_ids", "labels", "attention_mask") if key in batch}
+                q, a = pairs[start + j]
+                rows.append(_row(q, a, part, None))
+    except Exception:  # rows of a shape the checks do not read (text the collator tokenizes, ...)
+        return None
+    squeeze = lambda text: "".join(text.split())  # noqa: E731
+    if not all(squeeze(r.question) in squeeze(tok.decode(r.ids)) for r in rows[:32]):
+        _note("their Trainer's train_dataset does not hold train.json's rows in order: the row checks read "
+              "TokenizedDataset's")
+        return None
+    ctx["trainer_rows"] = rows
+    return rows
+
+
+def training_rows(ctx) -> tuple[list[Row], str]:
+    """The rows to judge, and where from: their Trainer's when it trains on rows other than TokenizedDataset's
+    (what is trained is what counts), else TokenizedDataset's."""
+    course, trained = course_rows(ctx), trainer_rows(ctx)
+    if trained is not None:
+        same = not isinstance(course, Finding) and all(
+            (a.ids, a.labels) == (b.ids, b.labels) for a, b in zip(course[:32], trained[:32]))
+        if not same:
+            if "rows_note" not in ctx:
+                ctx["rows_note"] = True
+                failed = f" ({course.cause})" if isinstance(course, Finding) else ""
+                _note(f"train_model trains on rows other than TokenizedDataset's{failed}: the row, answer and prompt "
+                      "checks read the rows its Trainer trains on")
+            return trained, "their Trainer's train_dataset"
+    if isinstance(course, Finding):
+        raise course
+    return course, "TokenizedDataset"
+
+
+def supervised_text(tokenizer, row: Row) -> str:
+    from sft_contract.rows import supervised_positions
+
+    return tokenizer.decode([row.ids[k] for k in supervised_positions(row.labels)], skip_special_tokens=True)
 
 
 def _worst(problems: list, total: int, what: str) -> tuple:
@@ -705,25 +843,17 @@ def check_rows(ctx):
     from sft_contract.rows import row_problems
 
     sft, llm = ctx["homework.sft"], _llm(ctx)
-    pairs = _train_pairs(ctx)
-    try:
-        dataset = sft.TokenizedDataset(llm.tokenizer, ctx["dataset"], sft.format_example)
-        rows = [dataset[i] for i in range(len(pairs))]
-        formatted = [sft.format_example(*p) for p in pairs]
-    except BaseException as exc:
-        if isinstance(exc, CheckTimeout):
-            raise
-        raise crash_finding(exc, "tokenizing train.json") from None
+    rows, source = training_rows(ctx)
     problems: dict[str, list] = {}
-    for (question, _), row, fe in zip(pairs, rows, formatted):
-        found = row_problems(llm.tokenizer, _ids(row["input_ids"]), _ids(row["labels"]), answer=str(fe["answer"]),
-                             attention_mask=_ids(row["attention_mask"]) if "attention_mask" in row else None)
+    for row in rows:
+        found = row_problems(llm.tokenizer, row.ids, row.labels, answer=row.answer, attention_mask=row.mask)
         for p in found[:1]:
-            problems.setdefault(p.check, []).append((question, p))
+            problems.setdefault(p.check, []).append((row.question, p))
     if problems:
         cause, row = _worst(problems, len(rows), "rows")
-        raise Finding("violation", cause, row, where_defined(sft.tokenize))
-    return f"{len(rows)} rows: answer + EOS supervised, nothing else"
+        where = where_defined(sft.tokenize) if source == "TokenizedDataset" else where_defined(sft.train_model)
+        raise Finding("violation", cause, row, where)
+    return f"{len(rows)} rows of {source}: answer + EOS supervised, nothing else"
 
 
 def _valid(ctx, value: float, correct: float) -> bool:
@@ -739,28 +869,33 @@ def _valid(ctx, value: float, correct: float) -> bool:
 
 def check_answers(ctx):
     sft, llm = ctx["homework.sft"], _llm(ctx)
-    pairs = _train_pairs(ctx)
+    rows, source = training_rows(ctx)
     unread, outside = [], []
-    for question, correct in pairs:
-        text = str(sft.format_example(question, correct)["answer"])
+    for row in rows:
+        text = row.answer if row.answer is not None else supervised_text(llm.tokenizer, row)
         try:
             value = float(llm.parse_answer(text))
         except Exception:
             value = float("nan")
         if not math.isfinite(value):
-            unread.append((question, text))
-        elif not _valid(ctx, value, float(correct)):
-            outside.append((question, correct, text, value))
+            unread.append((row.question, text))
+        elif not _valid(ctx, value, float(row.correct)):
+            outside.append((row.question, row.correct, text, value))
+    where = where_defined(sft.format_example) if source == "TokenizedDataset" else where_defined(sft.train_model)
     if unread:
         q, text = unread[0]
-        raise Finding("violation", f"their parse_answer cannot read {len(unread)} of {len(pairs)} trained answers "
+        raise Finding("violation", f"their parse_answer cannot read {len(unread)} of {len(rows)} trained answers "
                       f"(e.g. {text!r} for {q!r})", 24, where_defined(llm.parse_answer))
+    if outside and DATA_SUBSTITUTED:
+        q, correct, text, value = outside[0]
+        raise Finding("could not run", f"{len(outside)} of {len(rows)} trained answers read back outside the course's "
+                      f"tolerance on this repository's data, used because theirs was missing (e.g. {correct} as "
+                      f"{text!r}): not judged, the course's answers span a narrower range", None, where)
     if outside:
         q, correct, text, value = outside[0]
-        raise Finding("violation", f"{len(outside)} of {len(pairs)} trained answers read back outside the course's "
-                      f"tolerance (e.g. {correct} is trained as {text!r}, read back as {value})", 24,
-                      where_defined(sft.format_example))
-    return f"{len(pairs)} answers read back within tolerance"
+        raise Finding("violation", f"{len(outside)} of {len(rows)} trained answers read back outside the course's "
+                      f"tolerance (e.g. {correct} is trained as {text!r}, read back as {value})", 24, where)
+    return f"{len(rows)} answers read back within tolerance"
 
 
 class _Fed(BaseException):
@@ -813,50 +948,46 @@ def _fed_prompts(llm, questions, replies) -> list[tuple[list[int], object]]:
 
 def check_prompt(ctx):
     """The ids inference feeds are the training row's prompt, and what training teaches the model to write
-    after them reads back, through their answer(), as the right value."""
-    from sft_contract.rows import prompt_problem, supervised_positions
+    after them reads back through their answer()."""
+    from sft_contract.rows import supervised_positions
 
     sft, llm = ctx["homework.sft"], _llm(ctx)
-    pairs = _train_pairs(ctx)[:32]
-    side = llm.tokenizer.padding_side
-    rows, replies, texts = [], [], []
-    for question, answer in pairs:  # before answer(): a batched_generate may leave the tokenizer padding left
-        formatted = sft.format_example(question, answer)
-        texts.append(str(formatted.get("answer", "")) if isinstance(formatted, dict) else "")
-        row = sft.tokenize(llm.tokenizer, **formatted)
-        ids, labels = _ids(row["input_ids"]), _ids(row["labels"])
-        if "attention_mask" in row:  # padding, left or right, is no part of either prompt
-            kept = [k for k, m in enumerate(_ids(row["attention_mask"])) if m]
-            ids, labels = [ids[k] for k in kept], [labels[k] for k in kept]
-        rows.append((ids, labels))
-        replies.append([ids[k] for k in supervised_positions(labels)] or [llm.tokenizer.eos_token_id])
+    rows, source = training_rows(ctx)
+    rows = rows[:32]
+    replies = [[ids[k] for k in supervised_positions(labels)] or [llm.tokenizer.eos_token_id]
+               for ids, labels in (r.unpadded() for r in rows)]
     as_built(ctx)
     try:
-        fed = _fed_prompts(llm, [q for q, _ in pairs], replies)
+        fed = _fed_prompts(llm, [r.question for r in rows], replies)
     except BaseException as exc:
         if isinstance(exc, (CheckTimeout, Finding)):
             raise
         raise crash_finding(exc, "answer()") from None
     finally:
-        llm.tokenizer.padding_side = side
+        as_built(ctx)
     problems: dict[str, list] = {}
     unread = []
-    for (question, answer), (ids, labels), (prompt_ids, value), reply, text in zip(pairs, rows, fed, replies, texts):
-        problem = _conditioning_problem(llm.tokenizer, ids, labels, prompt_ids, text)
+    for row, (prompt_ids, value), reply in zip(rows, fed, replies):
+        ids, labels = row.unpadded()
+        # the answer's text is known for TokenizedDataset's rows only (a Trainer's rows may supervise anything)
+        problem = _conditioning_problem(llm.tokenizer, ids, labels, prompt_ids, row.answer or "")
         if problem:
-            problems.setdefault(problem.check, []).append((question, problem))
-        elif supervised_positions(labels) and not _reads_back(llm, value, text):
-            unread.append((question, llm.tokenizer.decode(reply), value))
+            problems.setdefault(problem.check, []).append((row.question, problem))
+        elif supervised_positions(labels) and not _reads_back(llm, value, llm.tokenizer.decode(reply)):
+            unread.append((row.question, llm.tokenizer.decode(reply), value))
     if problems:
-        cause, row = _worst(problems, len(pairs), "prompts")
-        where = where_defined(llm.format_prompt) if row in (11, 20, 21) else where_defined(sft.tokenize)
+        cause, row = _worst(problems, len(rows), "prompts")
+        if row in (11, 20, 21):
+            where = where_defined(llm.format_prompt)
+        else:
+            where = where_defined(sft.tokenize if source == "TokenizedDataset" else sft.train_model)
         raise Finding("violation", cause, row, where)
     if unread:
         question, reply, value = unread[0]
-        raise Finding("violation", f"{len(unread)} of {len(pairs)} trained continuations do not read back through "
+        raise Finding("violation", f"{len(unread)} of {len(rows)} trained continuations do not read back through "
                       f"answer(): after its prompt the model is taught {reply!r}, and answer() returns {value!r} "
-                      f"where parse_answer reads the trained answer (e.g. {question!r})", 24, where_defined(llm.parse_answer))
-    return f"{len(pairs)} prompts: inference feeds exactly the ids training conditions on, and reads its answer back"
+                      f"(e.g. {question!r})", 24, where_defined(llm.parse_answer))
+    return f"{len(rows)} prompts: inference feeds exactly the ids training conditions on, and reads its answer back"
 
 
 def _conditioning_problem(tokenizer, ids, labels, prompt_ids, answer: str):
@@ -890,8 +1021,10 @@ def _conditioning_problem(tokenizer, ids, labels, prompt_ids, answer: str):
 
 
 def _reads_back(llm, value, text: str) -> bool:
-    """Whether answer() returned the value their parse_answer reads in the trained answer text (whether that
+    """Whether answer() returned the value their parse_answer reads in the trained continuation (whether that
     value is right is the answers check's question)."""
+    for special in {llm.tokenizer.eos_token, llm.tokenizer.pad_token} - {None}:
+        text = text.replace(special, "")
     try:
         trained = float(llm.parse_answer(text))
     except Exception:
@@ -974,7 +1107,10 @@ def check_steps(ctx):
         if isinstance(exc, CheckTimeout):
             raise
         ctx["train_error"] = exc
-        raise crash_finding(exc, "train_model()") from None
+        finding = crash_finding(exc, "train_model()")
+        if finding.row == 8:
+            finding.cause += train_again(ctx, sft)
+        raise finding from None
     finally:
         if test_model is not None:
             sft.test_model = test_model
@@ -1001,6 +1137,23 @@ def check_steps(ctx):
     last = recorder.records[-1]
     return (f"{len(recorder.records)} steps: loss {recorder.records[0].loss:.3f} -> {last.loss:.3f}, "
             f"grad norm {last.grad_norm:.3g}, lr {last.learning_rate:.3g}; {len(SESSION.before)} trainable tensors moved")
+
+
+def train_again(ctx, sft) -> str:
+    """After row 8 (frozen inputs under gradient checkpointing, as transformers 4 ran it): train_model once more
+    as transformers 5 runs it, so that saving and loading are still checked. What to add to the cause."""
+    global SESSION
+    AS_TRANSFORMERS_4[0] = False
+    probe, SESSION = SESSION.probe, Session(SESSION.steps)
+    SESSION.probe = probe
+    try:
+        ctx["train_result"] = sft.train_model("homework/sft_model")
+    except BaseException as exc:
+        if isinstance(exc, CheckTimeout):
+            raise
+        return f"; run again as transformers 5 runs it, it raised {type(exc).__name__} too"
+    ctx.pop("train_error", None)
+    return "; the checks after this one judge a second run, as transformers 5 runs it (inputs made to require grad)"
 
 
 MIN_TOTAL_LR = 1e-3  # peak learning rate x optimizer steps below which a LoRA adapter (B starts at 0) barely moves
@@ -1134,12 +1287,15 @@ def check_reload(ctx):
 CHECKS = [("imports", check_imports), ("rows", check_rows), ("answers", check_answers), ("prompt", check_prompt),
           ("batching", check_batching), ("steps", check_steps), ("compat", check_compat), ("saved", check_saved),
           ("reload", check_reload)]
+# train first: the row checks then read the rows their Trainer trains on (reported in the order above)
+RUN_ORDER = ["imports", "steps", "compat", "saved", "reload", "rows", "answers", "prompt", "batching"]
 
 
 def _same_checks_as_the_kit() -> None:
     from sft_contract.course import CHECKS as NAMES
 
     assert [n for n, _ in CHECKS] == list(NAMES), "driver.CHECKS and sft_contract.course.CHECKS must name the same checks"
+    assert sorted(RUN_ORDER) == sorted(NAMES), "RUN_ORDER runs every check once"
 
 
 def _alarm(signum, frame):
@@ -1172,8 +1328,10 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=float, required=True)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--only", default="")
+    parser.add_argument("--data-substituted", action="store_true")
     args = parser.parse_args(argv)
-    ROOT = Path(args.root).resolve()
+    global DATA_SUBSTITUTED
+    ROOT, DATA_SUBSTITUTED = Path(args.root).resolve(), args.data_substituted
     _same_checks_as_the_kit()
     out = os.fdopen(args.fd, "w", buffering=1)
     sys.path[0] = str(ROOT)  # their `homework`, not anything beside this script
@@ -1196,7 +1354,8 @@ def main(argv=None) -> int:
         only.add("steps")  # they judge what train_model did
     ctx: dict = {}
     import_failed = False
-    for name, check in CHECKS:
+    checks = dict(CHECKS)
+    for name, check in ((n, checks[n]) for n in RUN_ORDER):
         if only and name not in only and name != "imports":
             continue
         send(event="start", check=name)

@@ -66,9 +66,14 @@ class Report:
             return 2
         return 0
 
+    def in_order(self) -> list[Result]:
+        """The results in the checks' order (they run in another: training first)."""
+        order = list(TITLES)
+        return sorted(self.results, key=lambda r: order.index(r.check) if r.check in order else len(order))
+
     def as_dict(self) -> dict:
         return {"path": self.path, "model": self.model, "exit": self.exit_code, "problem": self.problem,
-                "checks": [asdict(r) for r in self.results], "notes": self.notes}
+                "checks": [asdict(r) for r in self.in_order()], "notes": self.notes}
 
 
 def find_package(path: str | os.PathLike) -> Path:
@@ -156,6 +161,8 @@ def run_checks(path: str | os.PathLike, model: str | None = None, *, limit: floa
         log = workdir / "output.log"
         cmd = [sys.executable, str(DRIVER), "--root", str(copy), "--model", spec.location, "--fd", str(write),
                "--limit", str(limit), "--steps", str(steps), "--only", ",".join(only or ())]
+        if any(n.startswith("no data/train.json") for n in out.notes):
+            cmd.append("--data-substituted")
         with open(log, "wb") as log_file:
             proc = subprocess.Popen(cmd, cwd=copy, env=_child_env(workdir, spec.location), stdout=log_file,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write,))
@@ -206,7 +213,7 @@ def format_table(rep: Report) -> str:
     from sft_contract.catalog import CATALOG
 
     lines = [f"{'check':<9} {'verdict':<13} {'row':<4} {'where':<36} cause"]
-    for r in rep.results:
+    for r in rep.in_order():
         lines.append(f"{r.check:<9} {r.verdict:<13} {str(r.row or ''):<4} {(r.where or '')[:36]:<36} {r.cause}")
     rows = sorted({r.row for r in rep.results if r.row and r.verdict != "ok"})
     if rows:

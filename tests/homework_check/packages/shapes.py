@@ -99,6 +99,28 @@ CASES = {
                                                     SUBCLASS.replace("PROMPT", "make_prompt(self.tokenizer, question)")),
                                                    ("sft.py", "    llm = BaseLLM()\n    llm.model = PeftModel",
                                                     "    llm = SFTModel()\n    llm.model = PeftModel")], {}),
+    # load() sets the prompt training uses on the object it returns (not BaseLLM's): no alarm
+    "load-sets-the-training-prompt": ("plain", [
+        ("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))", 'prompt = tokenizer("Q: " + make_prompt(tokenizer, question))'),
+        ("sft.py", "    llm.model.eval()\n    return llm", '    llm.format_prompt = lambda q: "Q: " + make_prompt(llm.tokenizer, q)\n'
+                                                          "    llm.model.eval()\n    return llm")], {}),
+    # train_model trains on rows of its own ("Q: " prompts), which load()'s class feeds: no alarm, though
+    # format_example + TokenizedDataset alone would differ from inference
+    "trains-on-its-own-rows": ("plain", [
+        ("sft.py", "TokenizedDataset(llm.tokenizer, Dataset(\"train\"), format_example)",
+         'TokenizedDataset(llm.tokenizer, Dataset("train"), lambda q, a: format_example("Q: " + q, a))'),
+        ("sft.py", "def load() -> BaseLLM:", SUBCLASS.replace("PROMPT", 'make_prompt(self.tokenizer, "Q: " + question)')),
+        ("sft.py", "    llm = BaseLLM()\n    llm.model = PeftModel", "    llm = SFTModel()\n    llm.model = PeftModel")], {}),
+    # what train_model trains is the bare number, without the tags its parser needs
+    "trains-bare-numbers": ("chat", [("sft.py", "TokenizedDataset(llm.tokenizer, Dataset(\"train\"), format_example)",
+                                      'TokenizedDataset(llm.tokenizer, Dataset("train"), lambda q, a: {"question": q, "answer": f"{a}"})')],
+                            {"answers": ("violation", 24)}),
+    # the language-modelling collator relabels every position: prompt supervised, padding (== EOS) masked
+    "lm-collator": ("plain", [("sft.py", "    trainer = Trainer(model=model, args=args,",
+                               "    from transformers import DataCollatorForLanguageModeling\n"
+                               "    trainer = Trainer(model=model, args=args, "
+                               "data_collator=DataCollatorForLanguageModeling(llm.tokenizer, mlm=False),")],
+                    {"rows": ("violation", 5), "prompt": ("violation", 16)}),
     "tokenizer-pads": ("plain", [("sft.py", "def tokenize(", TOKENIZER_PADS)], {}),
     # their tokenize sets the shared tokenizer to pad right for training; the grader's fresh model pads left
     "tokenize-pads-right-for-training": ("chat", [("sft.py", "    prompt = tokenizer(make_prompt(",
@@ -128,8 +150,7 @@ CASES = {
                                             "    if torch.cuda.is_available():\n"
                                             "        model.enable_input_require_grads()\n"
                                             "    args = TrainingArguments(gradient_checkpointing=True, ")],
-                                 {"steps": ("violation", 8), "saved": ("could not run", None),
-                                  "reload": ("could not run", None)}),
+                                 {"steps": ("violation", 8)}),  # saved and reload judge a second run, as transformers 5 runs it
     "lr-zero": ("instruction", [("sft.py", "learning_rate=1e-3", "learning_rate=0.0")],
                 {"steps": ("violation", 15), "reload": ("could not run", None)}),
     "lr-too-low": ("chat", [("sft.py", "learning_rate=1e-3", "learning_rate=1e-7")],
