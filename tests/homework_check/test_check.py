@@ -59,16 +59,16 @@ def _driver():
 
 def test_the_imports_scan_names_what_fails_at_import(tmp_path):
     driver = _driver()
-    driver.ROOT = build_package(tmp_path / "p", SHAPES["plain"], [
+    driver.shared.ROOT = build_package(tmp_path / "p", SHAPES["plain"], [
         ("base_llm.py", "import torch\n", "import torch\nfrom IPython.display import display\n"
                                           "try:\n    import wandb\nexcept ImportError:\n    wandb = None\n"),
         ("sft.py", "    from peft import LoraConfig, get_peft_model", "    import bitsandbytes\n"
                                                                        "    from peft import LoraConfig, get_peft_model")])
-    assert driver.count_imports() == [("IPython.display", "homework/base_llm.py:2", True),
+    assert driver.package.count_imports() == [("IPython.display", "homework/base_llm.py:2", True),
                                       ("bitsandbytes", "homework/sft.py:37", False)]
-    (driver.ROOT / "homework" / "data.py").write_text("def broken(:\n")
-    with pytest.raises(driver.Finding) as found:
-        driver.count_imports()
+    (driver.shared.ROOT / "homework" / "data.py").write_text("def broken(:\n")
+    with pytest.raises(driver.shared.Finding) as found:
+        driver.package.count_imports()
     assert (found.value.row, found.value.where) == (22, "homework/data.py:1")
 
 
@@ -90,11 +90,11 @@ def test_the_table_and_the_exit_status():
 
 def test_a_missing_module_is_named_for_what_it_is():
     driver = _driver()
-    assert "a misspelling?" in driver.missing_module_reason("Transformers")
-    assert driver.missing_module_reason("debugpy.common.json").startswith("not installed here")
+    assert "a misspelling?" in driver.shared.missing_module_reason("Transformers")
+    assert driver.shared.missing_module_reason("debugpy.common.json").startswith("not installed here")
     # what the course's requirements pull in (lightning: torchmetrics; torch: networkx) is no stray import
-    assert all(map(driver._allowed, ("torchmetrics.text", "networkx.utils", "google.protobuf.message", "yaml")))
-    assert not any(map(driver._allowed, ("google.colab", "IPython.display", "debugpy", "torchvisionx")))
+    assert all(map(driver.shared._allowed, ("torchmetrics.text", "networkx.utils", "google.protobuf.message", "yaml")))
+    assert not any(map(driver.shared._allowed, ("google.colab", "IPython.display", "debugpy", "torchvisionx")))
 
 
 def test_a_stubbed_module_lets_their_module_level_code_run():
@@ -102,8 +102,8 @@ def test_a_stubbed_module_lets_their_module_level_code_run():
 
     driver = _driver()
     before = list(sys.meta_path)
-    driver.STUBBED.add("colab_only_helpers")
-    driver.stub_missing_modules()
+    driver.shared.STUBBED.add("colab_only_helpers")
+    driver.sandbox.stub_missing_modules()
     try:
         from colab_only_helpers.drive import Mount  # noqa: PLC0415 - the stub serves any depth
 
@@ -128,7 +128,7 @@ def test_their_own_scheduler_is_judged_over_the_whole_run():
     def judged(make, steps=160):
         optimizer = torch.optim.AdamW([weight], lr=2e-4)
         scheduler = make(optimizer)
-        found = driver.frozen_schedule(scheduler, optimizer, steps)
+        found = driver.training.frozen_schedule(scheduler, optimizer, steps)
         assert optimizer.param_groups[0]["lr"] == 2e-4 and scheduler.last_epoch == 0  # put back as it was
         return found
 
@@ -144,19 +144,19 @@ def test_the_schedule_is_counted_at_their_batch_not_the_checks():
     driver = _driver()
     rows = NS(dataset=list(range(1000)))
     args = NS(max_steps=-1, check_theirs=(32, 2), world_size=1, num_train_epochs=3)
-    assert driver.their_run_steps(args, NS(max_steps=1500), rows) == 3 * (32 // 2)  # ceil(1000/32) = 32 batches
-    assert driver.their_run_steps(NS(**{**vars(args), "max_steps": 7}), NS(max_steps=7), rows) == 7
+    assert driver.training.their_run_steps(args, NS(max_steps=1500), rows) == 3 * (32 // 2)  # ceil(1000/32) = 32 batches
+    assert driver.training.their_run_steps(NS(**{**vars(args), "max_steps": 7}), NS(max_steps=7), rows) == 7
 
 
 def test_a_timeout_says_where_their_code_was(tmp_path):
     driver = _driver()
-    driver.ROOT = tmp_path
+    driver.shared.ROOT = tmp_path
     (tmp_path / "homework").mkdir()
     (tmp_path / "homework" / "datagen.py").write_text("import sys\n\ndef generate(alarm):\n    alarm(14, sys._getframe())\n")
     spec = importlib.util.spec_from_file_location("their_datagen", tmp_path / "homework" / "datagen.py")
     theirs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(theirs)
-    with pytest.raises(driver.CheckTimeout) as stop:
+    with pytest.raises(driver.shared.CheckTimeout) as stop:
         theirs.generate(driver._alarm)
     assert stop.value.args == ("homework/datagen.py:4 generate",)
 
@@ -168,27 +168,41 @@ def test_the_prompt_training_conditions_on_is_found_even_without_labels(hw_token
     cue = tok("How many m are there in 3 km?\nAnswer:")["input_ids"]
     answer = tok("<answer>3000</answer>", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     ids = cue + answer
-    found = driver._conditioning_problem(tok, ids, [-100] * len(ids), prompt, "<answer>3000</answer>")
+    found = driver.checks._conditioning_problem(tok, ids, [-100] * len(ids), prompt, "<answer>3000</answer>")
     assert (found.row, found.check) == (11, "prompt_not_prefix") and "'Answer:'" in found.what
     supervised = [-100] * len(cue) + answer
-    assert driver._conditioning_problem(tok, ids, supervised, prompt, "<answer>3000</answer>").row == 11
+    assert driver.checks._conditioning_problem(tok, ids, supervised, prompt, "<answer>3000</answer>").row == 11
     # the answer's own first token left out is a seam (row 4), not a prompt of training's own
     late = [-100] * (len(prompt) + 1) + (prompt + answer)[len(prompt) + 1:]
-    assert driver._conditioning_problem(tok, prompt + answer, late, prompt, "<answer>3000</answer>").row == 4
-    assert driver._conditioning_problem(tok, prompt + answer, [-100] * len(prompt) + answer, prompt,
+    assert driver.checks._conditioning_problem(tok, prompt + answer, late, prompt, "<answer>3000</answer>").row == 4
+    assert driver.checks._conditioning_problem(tok, prompt + answer, [-100] * len(prompt) + answer, prompt,
                                         "<answer>3000</answer>") is None
     # an inference prompt that already holds the answer's opening tag, which training supervises as answer
     full = tok("How many m are there in 3 km? <answer>3000</answer>")["input_ids"] + [tok.eos_token_id]
     tagged = tok("How many m are there in 3 km? <answer>")["input_ids"]
     start = next(k for k in range(len(full)) if tok.decode(full[:k]).endswith(" <"))
-    found = driver._conditioning_problem(tok, full, [-100] * start + full[start:], tagged, "<answer>3000</answer>")
+    found = driver.checks._conditioning_problem(tok, full, [-100] * start + full[start:], tagged, "<answer>3000</answer>")
     assert found.row == 11 and "ends with 'answer>'" in found.what, found
 
 
 def test_removed_arguments_are_read_from_their_source(tmp_path):
     driver = _driver()
-    driver.ROOT = build_package(tmp_path / "p", SHAPES["plain"], [
+    driver.shared.ROOT = build_package(tmp_path / "p", SHAPES["plain"], [
         ("sft.py", "learning_rate=1e-3,", "learning_rate=1e-3, logging_dir=output_dir, eval_strategy='no',"),
         ("sft.py", "trainer = Trainer(model=model,", "trainer = Trainer(tokenizer=llm.tokenizer, model=model,")])
-    assert [name for name, _ in driver.source_compat()] == ["logging_dir", "Trainer(tokenizer=...)"]
-    assert all(where.startswith("homework/sft.py:") for _, where in driver.source_compat())
+    assert [name for name, _ in driver.training.source_compat()] == ["logging_dir", "Trainer(tokenizer=...)"]
+    assert all(where.startswith("homework/sft.py:") for _, where in driver.training.source_compat())
+
+
+def test_the_child_side_imports_nothing_of_this_homework():
+    """In the child process `homework` is theirs: the driver and child/ import only each other, the kit and
+    what the course installs (a relative import out of child/ would reach this repository's package)."""
+    import ast
+
+    for path in [DRIVER, *sorted((DRIVER.parent / "child").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            assert not any(n == "homework" or n.startswith("homework.") for n in names), (path.name, node.lineno)
+            assert not (isinstance(node, ast.ImportFrom) and node.level > 1), (path.name, node.lineno)
+            assert not (path == DRIVER and isinstance(node, ast.ImportFrom) and node.level), (path.name, node.lineno)
