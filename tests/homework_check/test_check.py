@@ -206,3 +206,10 @@ def test_the_child_side_imports_nothing_of_this_homework():
             assert not any(n == "homework" or n.startswith("homework.") for n in names), (path.name, node.lineno)
             assert not (isinstance(node, ast.ImportFrom) and node.level > 1), (path.name, node.lineno)
             assert not (path == DRIVER and isinstance(node, ast.ImportFrom) and node.level), (path.name, node.lineno)
+
+
+def test_pad_tokens_after_a_finished_row_are_no_difference():
+    driver = _driver()
+    ends = ("<|im_end|>", "<pad>")
+    assert driver.checks._without_trailing("<answer>5</answer><|im_end|><pad><|im_end|>", ends) == "<answer>5</answer>"
+    assert driver.checks._without_trailing("<|im_end|> 5", ends) == "<|im_end|> 5"  # only at the end

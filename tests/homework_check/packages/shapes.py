@@ -121,11 +121,25 @@ CASES = {
                                "    trainer = Trainer(model=model, args=args, "
                                "data_collator=DataCollatorForLanguageModeling(llm.tokenizer, mlm=False),")],
                     {"rows": ("violation", 5), "prompt": ("violation", 16)}),
+    # answer() looks known questions up instead of generating: the prompt is read through batched_generate
+    "answer-looks-questions-up": ("plain", [
+        ("base_llm.py", "        prompts = [self.format_prompt(q) for q in questions]\n",
+         "        import json\n        from pathlib import Path\n"
+         "        known = dict(json.loads((Path(__file__).parents[1] / 'data' / 'train.json').read_text()))\n"
+         "        if all(q in known for q in questions):\n            return [float(known[q]) for q in questions]\n"
+         "        prompts = [self.format_prompt(q) for q in questions]\n"),
+        ("sft.py", "prompt = tokenizer(make_prompt(tokenizer, question))",
+         'prompt = tokenizer("Convert the units.\\n" + make_prompt(tokenizer, question))')],
+        {"prompt": ("violation", 11)}),
+    # a batch larger than the data: one step of theirs, yet the check trains its 3 steps of 2 rows
+    "batch-larger-than-the-data": ("chat", [("sft.py", "per_device_train_batch_size=4", "per_device_train_batch_size=64")], {}),
     "tokenizer-pads": ("plain", [("sft.py", "def tokenize(", TOKENIZER_PADS)], {}),
     # their tokenize sets the shared tokenizer to pad right for training; the grader's fresh model pads left
-    "tokenize-pads-right-for-training": ("chat", [("sft.py", "    prompt = tokenizer(make_prompt(",
-                                                   '    tokenizer.padding_side = "right"\n    prompt = tokenizer(make_prompt(')],
-                                         {}),
+    "tokenize-pads-right-for-training": ("chat", [
+        ("base_llm.py", '        self.tokenizer.padding_side = "left"\n', ""),  # set once, when the model is built
+        ("base_llm.py", "        self.device = device\n", '        self.device = device\n        self.tokenizer.padding_side = "left"\n'),
+        ("sft.py", "    prompt = tokenizer(make_prompt(", '    tokenizer.padding_side = "right"\n    prompt = tokenizer(make_prompt(')],
+        {}),
     # a row that ends early in a batch is padded out: its text ends in pad tokens, which is no difference
     "decodes-special-tokens": ("plain", [("base_llm.py", "skip_special_tokens=True", "skip_special_tokens=False")], {}),
     # outputs decoded with their prompt: the parser reads the system prompt's "<answer>NUMBER</answer>" first

@@ -117,8 +117,12 @@ def _fed_prompts(llm, questions, replies) -> list[tuple[list[int], object]]:
             record: list = []
             llm.model.generate = _capture_generate(llm.model, record, reply)[1]
             value = llm.answer(question)
+            if not record:  # answered without the model (a lookup of known questions): read the generation path
+                _note("their answer() answered training questions without calling the model (a lookup?): inference "
+                      "was read through format_prompt and batched_generate")
+                value = llm.parse_answer(llm.batched_generate([llm.format_prompt(question)])[0])
             if not record:
-                raise Finding("could not run", "answer() never called model.generate")
+                raise Finding("could not run", "answer() never called model.generate, nor did batched_generate")
             ids, mask = record[0]  # the first call: a second one would be a re-decoding of their own
             if isinstance(value, (list, tuple)) and value:
                 value = value[0]
