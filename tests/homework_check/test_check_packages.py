@@ -82,3 +82,21 @@ def test_this_repositorys_homework_passes_on_the_real_model(tmp_path):
     proc, result = run_check(REPO, "embedded", tmp_path)
     assert proc.returncode == 0 and result["exit"] == 0, proc.stdout
     assert [c["verdict"] for c in result["checks"]] == ["ok"] * 9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_answers_are_not_judged_on_data_that_is_not_theirs(check_model_dir, tmp_path):
+    """A package without data/ runs on this repository's data, whose answers reach far smaller values than the
+    course's: rounding to 2 decimals is reported as not judged (with the count), not as a violation."""
+    import shutil
+
+    package = build_package(tmp_path / "project", SHAPES["plain"], [
+        ("sft.py", 'f"<answer>{float(answer):.6g}</answer>"', 'f"<answer>{round(float(answer), 2)}</answer>"')])
+    shutil.rmtree(package / "data")
+    proc, result = run_check(package, check_model_dir, tmp_path)
+    answers = next(c for c in result["checks"] if c["check"] == "answers")
+    assert answers["verdict"] == "could not run" and "on this repository's data" in answers["cause"], answers
+    assert any(n.startswith("no data/train.json beside homework/") for n in result["notes"])
+    assert [c["check"] for c in result["checks"] if c["verdict"] != "ok"] == ["answers"], proc.stdout
+    assert proc.returncode == result["exit"] == 2
