@@ -100,3 +100,14 @@ def test_answers_are_not_judged_on_data_that_is_not_theirs(check_model_dir, tmp_
     assert any(n.startswith("no data/train.json beside homework/") for n in result["notes"])
     assert [c["check"] for c in result["checks"] if c["verdict"] != "ok"] == ["answers"], proc.stdout
     assert proc.returncode == result["exit"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_only_runs_the_checks_it_names(check_model_dir, tmp_path):
+    shape, patches, _ = CASES["instruction-only-in-training"]
+    package = build_package(tmp_path / "project", SHAPES[shape], patches)
+    proc, result = run_check(package, check_model_dir, tmp_path, "--only", "prompt")
+    assert [(c["check"], c["verdict"], c["row"]) for c in result["checks"]] == [("imports", "ok", None),
+                                                                                 ("prompt", "violation", 11)]
+    assert proc.returncode == result["exit"] == 1
