@@ -172,6 +172,8 @@ def test_the_prompt_training_conditions_on_is_found_even_without_labels(hw_token
     assert (found.row, found.check) == (11, "prompt_not_prefix") and "'Answer:'" in found.what
     supervised = [-100] * len(cue) + answer
     assert driver.checks._conditioning_problem(tok, ids, supervised, prompt, "<answer>3000</answer>").row == 11
+    # a Trainer's row, whose answer text is unknown: nothing to tell a cue from the answer's start by
+    assert driver.checks._conditioning_problem(tok, ids, supervised, prompt, "").row == 4
     # the answer's own first token left out is a seam (row 4), not a prompt of training's own
     late = [-100] * (len(prompt) + 1) + (prompt + answer)[len(prompt) + 1:]
     assert driver.checks._conditioning_problem(tok, prompt + answer, late, prompt, "<answer>3000</answer>").row == 4

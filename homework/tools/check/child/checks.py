@@ -193,6 +193,8 @@ def _conditioning_problem(tokenizer, ids, labels, prompt_ids, answer: str):
         labels = [-100] * start + list(ids[start:])
         sup = supervised_positions(labels)
     problem = prompt_problem(tokenizer, ids, labels, prompt_ids)
+    if not answer.strip():  # nothing to tell a prompt of training's own from the answer's start by
+        return problem
     n = len(prompt_ids)
     if problem and problem.check == "answer_start_unsupervised":
         gap = tokenizer.decode(ids[n:sup[0]]).strip()
