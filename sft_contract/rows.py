@@ -46,10 +46,42 @@ def _prompt_text_problem(inference: str, training: str | None) -> RowProblem | N
     return None
 
 
-def prompt_problem(tokenizer, ids: Sequence[int], labels: Sequence[int], prompt_ids: Sequence[int]) -> RowProblem | None:
+def prompt_problem(tokenizer, ids: Sequence[int], labels: Sequence[int], prompt_ids: Sequence[int],
+                   answer: str | None = None) -> RowProblem | None:
     """Whether the row starts with exactly the prompt ids inference feeds and supervises from the first id
-    after them (catalog rows 4, 11, 16; 20 and 21 for the two mismatches with a cause of their own)."""
-    ids, prompt = list(ids), list(prompt_ids)
+    after them (catalog rows 4, 11, 16; 20 and 21 for the two mismatches with a cause of their own).
+
+    Given the answer's text, two more things can be told. A row that supervises nothing (row 2, which the row
+    checks report) is judged at where its answer starts, so a prompt mismatch still shows. And what lies between
+    the prompt and the supervised span, or what the prompt shares with it, is told apart from the answer's own
+    start: text that is not part of the answer is a prompt of training's own (row 11), not a tokenization seam
+    (row 4); an inference prompt that ends with the answer's start feeds what training teaches the model to
+    write (row 11), not a supervised prompt (row 16)."""
+    ids = list(ids)
+    if answer and answer.strip() and not supervised_positions(labels):
+        start = next((k for k in range(len(ids) - 1, -1, -1)
+                      if _decode(tokenizer, ids[k:]).strip().startswith(answer.strip())), None)
+        if start is None:
+            return None
+        labels = [IGNORE_INDEX] * start + ids[start:]
+    problem = _prompt_problem(tokenizer, ids, labels, list(prompt_ids))
+    if problem is None or not (answer and answer.strip()):
+        return problem
+    sup, n = supervised_positions(labels), len(prompt_ids)
+    if problem.check == "answer_start_unsupervised":
+        gap = _decode(tokenizer, ids[n:sup[0]]).strip()
+        if gap and not answer.strip().startswith(gap):
+            return RowProblem("prompt_not_prefix", 11, f"training feeds {gap!r} between the inference prompt and the "
+                              "answer; inference does not")
+    if problem.check == "prompt_supervised":
+        overlap = _decode(tokenizer, ids[sup[0]:n]).strip()
+        if overlap and overlap in answer:
+            return RowProblem("prompt_not_prefix", 11, f"the inference prompt ends with {overlap!r}, which training "
+                              "teaches as the answer's start: the model learns to write it, inference already feeds it")
+    return problem
+
+
+def _prompt_problem(tokenizer, ids: list[int], labels: Sequence[int], prompt: list[int]) -> RowProblem | None:
     sup = supervised_positions(labels)
     n = len(prompt)
     if ids[:n] != prompt:

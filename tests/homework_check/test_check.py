@@ -161,32 +161,6 @@ def test_a_timeout_says_where_their_code_was(tmp_path):
     assert stop.value.args == ("homework/datagen.py:4 generate",)
 
 
-def test_the_prompt_training_conditions_on_is_found_even_without_labels(hw_tokenizer):
-    driver = _driver()
-    tok = hw_tokenizer
-    prompt = tok("How many m are there in 3 km?\n")["input_ids"]
-    cue = tok("How many m are there in 3 km?\nAnswer:")["input_ids"]
-    answer = tok("<answer>3000</answer>", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    ids = cue + answer
-    found = driver.checks._conditioning_problem(tok, ids, [-100] * len(ids), prompt, "<answer>3000</answer>")
-    assert (found.row, found.check) == (11, "prompt_not_prefix") and "'Answer:'" in found.what
-    supervised = [-100] * len(cue) + answer
-    assert driver.checks._conditioning_problem(tok, ids, supervised, prompt, "<answer>3000</answer>").row == 11
-    # a Trainer's row, whose answer text is unknown: nothing to tell a cue from the answer's start by
-    assert driver.checks._conditioning_problem(tok, ids, supervised, prompt, "").row == 4
-    # the answer's own first token left out is a seam (row 4), not a prompt of training's own
-    late = [-100] * (len(prompt) + 1) + (prompt + answer)[len(prompt) + 1:]
-    assert driver.checks._conditioning_problem(tok, prompt + answer, late, prompt, "<answer>3000</answer>").row == 4
-    assert driver.checks._conditioning_problem(tok, prompt + answer, [-100] * len(prompt) + answer, prompt,
-                                        "<answer>3000</answer>") is None
-    # an inference prompt that already holds the answer's opening tag, which training supervises as answer
-    full = tok("How many m are there in 3 km? <answer>3000</answer>")["input_ids"] + [tok.eos_token_id]
-    tagged = tok("How many m are there in 3 km? <answer>")["input_ids"]
-    start = next(k for k in range(len(full)) if tok.decode(full[:k]).endswith(" <"))
-    found = driver.checks._conditioning_problem(tok, full, [-100] * start + full[start:], tagged, "<answer>3000</answer>")
-    assert found.row == 11 and "ends with 'answer>'" in found.what, found
-
-
 def test_removed_arguments_are_read_from_their_source(tmp_path):
     driver = _driver()
     driver.shared.ROOT = build_package(tmp_path / "p", SHAPES["plain"], [

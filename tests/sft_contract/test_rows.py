@@ -193,3 +193,28 @@ def test_prompt_mismatches_with_a_cause_of_their_own(inference, training, expect
     labels = [-100] * len(training) + ids[len(training):]
     problem = prompt_problem(TOK, ids, labels, [ord(c) for c in inference])
     assert (problem.check, problem.row) == expected
+
+
+def test_the_prompt_training_conditions_on_is_found_even_without_labels(hw_tokenizer):
+    tok = hw_tokenizer
+    prompt = tok("How many m are there in 3 km?\n")["input_ids"]
+    cue = tok("How many m are there in 3 km?\nAnswer:")["input_ids"]
+    answer = tok("<answer>3000</answer>", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = cue + answer
+    found = prompt_problem(tok, ids, [-100] * len(ids), prompt, answer="<answer>3000</answer>")
+    assert (found.row, found.check) == (11, "prompt_not_prefix") and "'Answer:'" in found.what
+    supervised = [-100] * len(cue) + answer
+    assert prompt_problem(tok, ids, supervised, prompt, answer="<answer>3000</answer>").row == 11
+    # without the answer's text there is nothing to tell a cue from the answer's start by
+    assert prompt_problem(tok, ids, supervised, prompt, answer=None).row == 4
+    # the answer's own first token left out is a seam (row 4), not a prompt of training's own
+    late = [-100] * (len(prompt) + 1) + (prompt + answer)[len(prompt) + 1:]
+    assert prompt_problem(tok, prompt + answer, late, prompt, answer="<answer>3000</answer>").row == 4
+    assert prompt_problem(tok, prompt + answer, [-100] * len(prompt) + answer, prompt,
+                          answer="<answer>3000</answer>") is None
+    # an inference prompt that already holds the answer's opening tag, which training supervises as answer
+    full = tok("How many m are there in 3 km? <answer>3000</answer>")["input_ids"] + [tok.eos_token_id]
+    tagged = tok("How many m are there in 3 km? <answer>")["input_ids"]
+    start = next(k for k in range(len(full)) if tok.decode(full[:k]).endswith(" <"))
+    found = prompt_problem(tok, full, [-100] * start + full[start:], tagged, answer="<answer>3000</answer>")
+    assert found.row == 11 and "ends with 'answer>'" in found.what, found

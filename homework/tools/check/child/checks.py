@@ -136,7 +136,7 @@ def _fed_prompts(llm, questions, replies) -> list[tuple[list[int], object]]:
 def check_prompt(ctx):
     """The ids inference feeds are the training row's prompt, and what training teaches the model to write
     after them reads back through their answer()."""
-    from sft_contract.rows import supervised_positions
+    from sft_contract.rows import prompt_problem, supervised_positions
 
     sft, llm = ctx["homework.sft"], _llm(ctx)
     rows, source = training_rows(ctx)
@@ -157,7 +157,7 @@ def check_prompt(ctx):
     for row, (prompt_ids, value), reply in zip(rows, fed, replies):
         ids, labels = row.unpadded()
         # the answer's text is known for TokenizedDataset's rows only (a Trainer's rows may supervise anything)
-        problem = _conditioning_problem(llm.tokenizer, ids, labels, prompt_ids, row.answer or "")
+        problem = prompt_problem(llm.tokenizer, ids, labels, prompt_ids, answer=row.answer)
         if problem:
             problems.setdefault(problem.check, []).append((row.question, problem))
         elif supervised_positions(labels) and not _reads_back(llm, value, llm.tokenizer.decode(reply)):
@@ -175,38 +175,6 @@ def check_prompt(ctx):
                       f"answer(): after its prompt the model is taught {reply!r}, and answer() returns {value!r} "
                       f"(e.g. {question!r})", 24, where_defined(llm.parse_answer))
     return f"{len(rows)} prompts: inference feeds exactly the ids training conditions on, and reads its answer back"
-
-
-def _conditioning_problem(tokenizer, ids, labels, prompt_ids, answer: str):
-    """The kit's prompt check, with two refinements that need the answer's text: a row that supervises nothing
-    (row 2, reported by `rows`) is judged at where its answer starts, so a second defect still shows; and text
-    between the inference prompt and the answer that is not the answer's start is a prompt of training's own
-    (row 11), not a tokenization seam (row 4)."""
-    from sft_contract.rows import RowProblem, prompt_problem, supervised_positions
-
-    sup = supervised_positions(labels)
-    if not sup and answer.strip():
-        start = next((k for k in range(len(ids) - 1, -1, -1)
-                      if tokenizer.decode(ids[k:]).strip().startswith(answer.strip())), None)
-        if start is None:
-            return None
-        labels = [-100] * start + list(ids[start:])
-        sup = supervised_positions(labels)
-    problem = prompt_problem(tokenizer, ids, labels, prompt_ids)
-    if not answer.strip():  # nothing to tell a prompt of training's own from the answer's start by
-        return problem
-    n = len(prompt_ids)
-    if problem and problem.check == "answer_start_unsupervised":
-        gap = tokenizer.decode(ids[n:sup[0]]).strip()
-        if gap and not answer.strip().startswith(gap):
-            return RowProblem("prompt_not_prefix", 11, f"training feeds {gap!r} between the inference prompt and the "
-                              "answer; inference does not")
-    if problem and problem.check == "prompt_supervised":
-        overlap = tokenizer.decode(ids[sup[0]:n]).strip()
-        if overlap and overlap in answer:
-            return RowProblem("prompt_not_prefix", 11, f"the inference prompt ends with {overlap!r}, which training "
-                              "teaches as the answer's start: the model learns to write it, inference already feeds it")
-    return problem
 
 
 def _reads_back(llm, value, text: str) -> bool:
