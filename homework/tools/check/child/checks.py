@@ -180,7 +180,7 @@ def check_prompt(ctx):
 def _reads_back(llm, value, text: str) -> bool:
     """Whether answer() returned the value their parse_answer reads in the trained continuation (whether that
     value is right is the answers check's question)."""
-    for special in {llm.tokenizer.eos_token, llm.tokenizer.pad_token} - {None}:
+    for special in _end_tokens(llm.tokenizer):
         text = text.replace(special, "")
     try:
         trained = float(llm.parse_answer(text))
@@ -212,7 +212,6 @@ def check_batching(ctx):
         return patched(*args, **kwargs)
 
     llm.model.generate = short_generate
-    side = llm.tokenizer.padding_side
     torch.manual_seed(0)
     try:
         batched = llm.batched_generate(prompts)
@@ -223,18 +222,24 @@ def check_batching(ctx):
         raise crash_finding(exc, "batched_generate()") from None
     finally:
         llm.model.generate = original
-        llm.tokenizer.padding_side = side
+        as_built(ctx)
     where = where_defined(llm.batched_generate)
     ids, mask = record[0]
     if any(any(m == 0 for m in row[row.index(1):]) for row in mask if 1 in row):
         raise Finding("violation", "batched_generate pads on the right: pad tokens sit between each shorter prompt "
                       "and its continuation", 12, where)
-    ends = tuple(t for t in {llm.tokenizer.eos_token, llm.tokenizer.pad_token} if t)
+    ends = _end_tokens(llm.tokenizer)
     for together, alone in zip(batched, single):
-        if _without_trailing(together, ends) != _without_trailing(alone, ends):  # left-padded, yet not the same: each output is cut somewhere else than the padded width
+        # left-padded, yet not the same: each output is cut somewhere else than the padded width
+        if _without_trailing(together, ends) != _without_trailing(alone, ends):
             raise Finding("violation", f"batched generation gave {together!r} where the prompt alone gave {alone!r}: "
                           "with left padding every output starts at the padded input's width", 25, where)
     return f"{len(prompts)} prompts of {len(set(map(sum, mask)))} lengths: left-padded, batched == one by one"
+
+
+def _end_tokens(tokenizer) -> tuple[str, ...]:
+    """The texts of the EOS and pad tokens: what ends or pads out a generated row."""
+    return tuple(t for t in {tokenizer.eos_token, tokenizer.pad_token} if t)
 
 
 def _without_trailing(text, ends: tuple) -> str:
@@ -380,10 +385,10 @@ def check_reload(ctx):
         raise Finding("violation", f"load()'s logits differ from the trained model's by {gap:.3g} (training moved "
                       f"them by {moved:.3g}): it loads another adapter", 14, where)
     return f"load() gives the trained logits (within {gap:.2g})"
+
+
 CHECKS = [("imports", check_imports), ("rows", check_rows), ("answers", check_answers), ("prompt", check_prompt),
           ("batching", check_batching), ("steps", check_steps), ("compat", check_compat), ("saved", check_saved),
           ("reload", check_reload)]
-
-
 # train first: the row checks then read the rows their Trainer trains on (reported in the order above)
 RUN_ORDER = ["imports", "steps", "compat", "saved", "reload", "rows", "answers", "prompt", "batching"]

@@ -47,6 +47,8 @@ def count_imports() -> list[tuple[str, str, bool]]:
                 continue  # an absolute import of a sibling module (their package run as a script)
             found.append((name, f"{short(str(path))}:{line}", at_import))
     return found
+
+
 COURSE_MODULES = ("homework", "homework.base_llm", "homework.data", "homework.sft")
 
 
@@ -206,6 +208,8 @@ def course_rows(ctx) -> list[Row]:
                 raise
             ctx["course_rows"] = crash_finding(exc, "tokenizing train.json")
     return ctx["course_rows"]
+
+
 MAX_TRAINED_ROWS = 2000
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import warnings
 from pathlib import Path
 
 from . import shared
@@ -32,7 +33,9 @@ class Session:
         self.arguments_built = 0  # TrainingArguments their code built
         self.their_schedulers: dict = {}  # id -> a scheduler their code handed the Trainer (optimizers=)
         self.frozen = None  # what their own scheduler does to the learning rate over the run, when it freezes it
-SESSION: Session
+
+
+SESSION: Session  # this run's Trainers and what they did: made by instrument_training, replaced for a second run
 
 
 def instrument_training(steps: int) -> None:
@@ -141,6 +144,8 @@ def their_run_steps(args, state, train_dataloader) -> int:
     batch, accumulation = theirs
     per_epoch = max(math.ceil(rows / (batch * max(args.world_size, 1))) // max(accumulation, 1), 1)
     return math.ceil(args.num_train_epochs * per_epoch)
+
+
 FROZEN = 1e-3  # a learning rate below this fraction of its peak moves a LoRA adapter no more
 
 
@@ -150,8 +155,6 @@ def frozen_schedule(scheduler, optimizer, steps: int) -> str | None:
     if optimizer is None or not hasattr(scheduler, "state_dict") or steps < 4:
         return None
     saved, lrs = scheduler.state_dict(), [g["lr"] for g in optimizer.param_groups]
-    import warnings
-
     seen = []
     try:
         with warnings.catch_warnings():  # "scheduler stepped before the optimizer": meant here
@@ -240,6 +243,8 @@ def record_saves() -> None:
             return result
 
         cls.save_pretrained = save
+
+
 MIN_TOTAL_LR = 1e-3  # peak learning rate x optimizer steps below which a LoRA adapter (B starts at 0) barely moves
 
 
